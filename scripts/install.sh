@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs what dockyard needs on a Debian host: system packages, then the
+# Python package (editable) in .venv. Safe to run again.
+# Usage: scripts/install.sh [--test]   (--test adds what the test suite needs)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+pkgs=(busybox-static iproute2 iptables kmod e2fsprogs python3-venv ca-certificates curl)
+if [ "${1:-}" = "--test" ]; then
+  # reference peers and test infrastructure: a real registry, the docker CLI,
+  # runc for side-by-side checks, docker-compose to validate the dev stack
+  pkgs+=(docker-registry docker.io runc crun skopeo containerd apache2-utils
+         docker-compose tmux procps)
+fi
+missing=()
+for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  # docker.io's postinst must not start a dockerd on this host
+  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+PY=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+extra=""
+[ "${1:-}" = "--test" ] && extra="[test]"
+.venv/bin/pip install -q --disable-pip-version-check -e ".${extra}"
