@@ -17,9 +17,14 @@ for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  # docker.io's postinst must not start a dockerd on this host
-  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d
+  # docker.io's and containerd's postinst must not start daemons on this host
+  made_policy=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d
+    made_policy=1
+  fi
   apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  [ -z "$made_policy" ] || rm -f /usr/sbin/policy-rc.d
 fi
 
 PY=${PYTHON:-python3}
