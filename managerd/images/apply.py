@@ -1,0 +1,499 @@
+"""Apply a layer tar to a directory, safely, and measure its diff_id on the way.
+
+Owns the reading of layer streams (gzip, zstd or plain tar, decompressed
+here, hashed to the diff_id as the tar is read) and writing their entries
+into one snapshot directory: regular files, directories, symlinks, hard
+links, devices and FIFOs with ownership, permissions, xattrs and mtimes.
+Whiteouts (`.wh.<name>`, `.wh..wh..opq`) become overlayfs whiteouts (char
+device 0:0, `trusted.overlay.opaque=y`) when applying into an overlay upper
+dir, or deletions when applying into a full copy (native snapshots).
+
+Safety: no entry may write outside `root`. Names with `..` or a leading `/`,
+relative symlinks that climb above the root, and hard links whose target is
+outside are refused (LayerError names the layer and entry). Every path is
+resolved one component at a time inside the root; symlinks met on the way
+are followed as if the root were `/` (chroot semantics), never out of it;
+an existing entry at the destination is replaced, never written through.
+
+Must not: use tarfile.extractall, touch anything but `root` (lower dirs are
+only read, for hard-link targets and parent directory attributes), or decide
+where the directory comes from (pull.py and the snapshotter do).
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import shutil
+import stat
+import tarfile
+import zlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import BinaryIO, Protocol
+
+from dockyard.errdefs import InvalidArgument
+
+__all__ = ["LayerError", "ApplyResult", "apply_layer", "ChunkReader", "decompressed",
+           "HashingReader", "WHITEOUT_PREFIX", "OPAQUE", "OVERLAY_OPAQUE_XATTR"]
+
+WHITEOUT_PREFIX = ".wh."
+OPAQUE = ".wh..wh..opq"
+OVERLAY_OPAQUE_XATTR = "trusted.overlay.opaque"
+COPY_CHUNK = 1 << 20
+_MAX_LINKS = 40  # symlink hops while resolving one path (Linux's MAXSYMLINKS)
+
+
+class LayerError(InvalidArgument):
+    """A layer that cannot be applied: unsafe entry, bad data, digest mismatch."""
+
+
+class _Readable(Protocol):
+    def read(self, n: int = -1) -> bytes: ...
+
+
+# --- streams -------------------------------------------------------------------------------
+
+class ChunkReader:
+    """A forward-only file object over an iterator of byte chunks."""
+
+    def __init__(self, chunks: Iterable[bytes]):
+        self._it: Iterator[bytes] = iter(chunks)
+        self._buf = memoryview(b"")
+        self.consumed = 0  # bytes handed out
+
+    def _fill(self) -> bool:
+        for chunk in self._it:
+            if chunk:
+                self._buf = memoryview(chunk)
+                return True
+        return False
+
+    def read(self, n: int = -1) -> bytes:
+        if n is None or n < 0:
+            parts = [bytes(self._buf)]
+            self._buf = memoryview(b"")
+            parts += list(self._it)
+            out = b"".join(parts)
+        else:
+            if not self._buf and not self._fill():
+                return b""
+            out = bytes(self._buf[:n])
+            self._buf = self._buf[n:]
+        self.consumed += len(out)
+        return out
+
+
+class _GzipReader:
+    """gzip decompression over a compressed file object (zlib directly: C speed;
+    concatenated members allowed, as gzip(1) and pigz can write them)."""
+
+    def __init__(self, src: _Readable):
+        self._src = src
+        self._z = zlib.decompressobj(31)
+        self._buf = memoryview(b"")
+        self._eof = False
+
+    def read(self, n: int = -1) -> bytes:
+        while not self._buf and not self._eof:
+            data = self._src.read(COPY_CHUNK)
+            if not data:
+                if not self._z.eof:
+                    raise LayerError("gzip stream ends before its end marker (truncated layer)")
+                self._eof = True
+                break
+            if self._z.eof:  # a second member follows
+                data = self._z.unused_data + data
+                self._z = zlib.decompressobj(31)
+            try:
+                self._buf = memoryview(self._z.decompress(data))
+            except zlib.error as err:
+                raise LayerError(f"gzip: {err}") from err
+            if self._z.eof and self._z.unused_data.strip(b"\0"):
+                rest = self._z.unused_data
+                self._z = zlib.decompressobj(31)
+                try:
+                    self._buf = memoryview(bytes(self._buf) + self._z.decompress(rest))
+                except zlib.error as err:
+                    raise LayerError(f"gzip: {err}") from err
+        if n is None or n < 0:
+            out = bytes(self._buf) + b"".join(iter(lambda: self.read(COPY_CHUNK), b""))
+            self._buf = memoryview(b"")
+            return out
+        out = bytes(self._buf[:n])
+        self._buf = self._buf[n:]
+        return out
+
+
+def decompressed(src: _Readable, compression: str) -> _Readable:
+    """A reader of the uncompressed tar for "gzip", "zstd" or "none"."""
+    if compression == "gzip":
+        return _GzipReader(src)
+    if compression == "zstd":
+        import zstandard
+        return zstandard.ZstdDecompressor().stream_reader(src, read_size=COPY_CHUNK,
+                                                          read_across_frames=True)
+    if compression == "none":
+        return src
+    raise LayerError(f"unsupported layer compression {compression!r}")
+
+
+class HashingReader:
+    """Passes reads through and hashes them: the diff_id of the uncompressed tar."""
+
+    def __init__(self, src: _Readable):
+        self._src = src
+        self._hash = hashlib.sha256()
+        self.size = 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._src.read(n)
+        self._hash.update(data)
+        self.size += len(data)
+        return data
+
+    def drain(self) -> None:
+        """Read to the end (the tar's trailing zero blocks count in the diff_id)."""
+        while self.read(COPY_CHUNK):
+            pass
+
+    def digest(self) -> str:
+        return "sha256:" + self._hash.hexdigest()
+
+
+# --- applying --------------------------------------------------------------------------------
+
+@dataclass
+class ApplyResult:
+    diff_id: str
+    tar_size: int  # bytes of uncompressed tar
+    size: int  # bytes of regular file content written
+
+
+@dataclass
+class _Applier:
+    root: str
+    overlay: bool
+    parents: list[str]
+    layer: str
+    dirs: dict[str, str] = field(default_factory=dict)  # rel dir -> real abs dir
+    written: set[str] = field(default_factory=set)  # rel paths this layer created
+    dir_times: list[tuple[str, int]] = field(default_factory=list)
+    size: int = 0
+
+    def fail(self, name: str, why: str) -> LayerError:
+        return LayerError(f"layer {self.layer}: entry {name!r}: {why}")
+
+    # path handling
+
+    def clean(self, name: str, what: str = "path") -> list[str]:
+        if name.startswith("/"):
+            raise self.fail(name, f"absolute {what} is not allowed in a layer")
+        parts = [p for p in name.split("/") if p not in ("", ".")]
+        if ".." in parts:
+            raise self.fail(name, f"{what} with '..' would write outside the layer root")
+        return parts
+
+    def resolve_dir(self, parts: list[str], name: str, create: bool = True, hops: int = 0) -> str:
+        """The real directory for rel parts, walking inside the root (scoped symlinks)."""
+        key = "/".join(parts)
+        hit = self.dirs.get(key)
+        if hit is not None:
+            return hit
+        cur = self.root
+        done: list[str] = []
+        for i, comp in enumerate(parts):
+            path = os.path.join(cur, comp)
+            try:
+                st = os.lstat(path)
+            except FileNotFoundError:
+                if not create:
+                    raise self.fail(name, f"parent {'/'.join(parts[:i + 1])!r} does not "
+                                          "exist") from None
+                self.mkparent(path, done + [comp])
+                cur = path
+                done.append(comp)
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                cur = path
+                done.append(comp)
+            elif stat.S_ISLNK(st.st_mode):
+                if hops >= _MAX_LINKS:
+                    raise self.fail(name, "too many levels of symbolic links")
+                target = os.readlink(path)
+                base = [] if target.startswith("/") else self.real_parts(cur)
+                # chroot semantics: '..' at the root stays at the root
+                new: list[str] = list(base)
+                for t in target.split("/"):
+                    if t in ("", "."):
+                        continue
+                    if t == "..":
+                        if new:
+                            new.pop()
+                    else:
+                        new.append(t)
+                cur = self.resolve_dir(new, name, create, hops + 1)
+                done = self.real_parts(cur)
+            else:
+                raise self.fail(name, f"parent {'/'.join(parts[:i + 1])!r} is not a directory")
+        self.dirs[key] = cur
+        return cur
+
+    def real_parts(self, abs_dir: str) -> list[str]:
+        rel = os.path.relpath(abs_dir, self.root)
+        return [] if rel == "." else rel.split("/")
+
+    def mkparent(self, path: str, rel: list[str]) -> None:
+        """Create a missing parent dir, with the attributes a lower layer gives it (containerd)."""
+        os.mkdir(path, 0o755)
+        for lower in self.parents:
+            try:
+                st = os.lstat(os.path.join(lower, *rel))
+            except OSError:
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                os.chown(path, st.st_uid, st.st_gid)
+                os.chmod(path, stat.S_IMODE(st.st_mode))
+                os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+            break
+
+    def forget(self, rel: str) -> None:
+        """Drop cached dir resolutions at or under rel (it is being replaced)."""
+        if not self.dirs:
+            return
+        prefix = rel + "/"
+        for k in [k for k in self.dirs if k == rel or k.startswith(prefix)]:
+            del self.dirs[k]
+
+    def remove(self, path: str, keep_dir: bool = False) -> None:
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            return
+        if stat.S_ISDIR(st.st_mode):
+            if keep_dir:
+                return
+            shutil.rmtree(path)
+        else:
+            os.unlink(path)
+
+    # entries
+
+    def apply(self, tf: tarfile.TarFile) -> None:
+        for ti in tf:
+            try:
+                self.entry(tf, ti)
+            except LayerError:
+                raise
+            except OSError as err:
+                raise self.fail(ti.name, f"{err.strerror or err}") from err
+        # directory mtimes last: writing their contents changed them
+        for path, mtime in reversed(self.dir_times):
+            os.utime(path, ns=(mtime, mtime), follow_symlinks=False)
+
+    def entry(self, tf: tarfile.TarFile, ti: tarfile.TarInfo) -> None:
+        name = ti.name
+        parts = self.clean(name)
+        if not parts:
+            return  # the root itself: its attributes belong to the snapshot
+        base = parts[-1]
+        rel = "/".join(parts)
+        parent = self.resolve_dir(parts[:-1], name)
+        if base.startswith(WHITEOUT_PREFIX):
+            self.whiteout(parent, parts, base, name)
+            return
+        path = os.path.join(parent, base)
+        if ti.isdir():
+            try:
+                st = os.lstat(path)
+                if not stat.S_ISDIR(st.st_mode):
+                    os.unlink(path)
+                    raise FileNotFoundError
+            except FileNotFoundError:
+                os.mkdir(path, 0o700)
+            self.forget(rel)
+            self.attrs(path, ti, is_dir=True)
+            self.dirs[rel] = path
+            self.written.add(rel)
+            return
+        self.remove(path)
+        self.forget(rel)
+        if ti.isreg():
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                         0o600)
+            try:
+                if ti.size:
+                    src = tf.extractfile(ti)
+                    left = ti.size
+                    while left:
+                        chunk = src.read(min(left, COPY_CHUNK))
+                        if not chunk:
+                            raise self.fail(name, "layer ends inside this file's data")
+                        os.write(fd, chunk)
+                        left -= len(chunk)
+                    self.size += ti.size
+                os.fchown(fd, ti.uid, ti.gid)
+                os.fchmod(fd, ti.mode & 0o7777)
+                self.xattrs(path, ti, fd)
+                os.utime(fd, ns=(ti.mtime * 10**9,) * 2)
+            finally:
+                os.close(fd)
+        elif ti.issym():
+            target = ti.linkname
+            if not target.startswith("/"):
+                depth = len(parts) - 1
+                for t in target.split("/"):
+                    if t == "..":
+                        depth -= 1
+                        if depth < 0:
+                            raise self.fail(name, f"symlink to {target!r} points outside the "
+                                                  "layer root")
+                    elif t not in ("", "."):
+                        depth += 1
+            os.symlink(target, path)
+            self.attrs(path, ti)
+        elif ti.islnk():
+            self.hardlink(ti, path, name)
+        elif ti.ischr() or ti.isblk() or ti.isfifo():
+            kind = stat.S_IFCHR if ti.ischr() else stat.S_IFBLK if ti.isblk() else stat.S_IFIFO
+            os.mknod(path, kind | 0o600, os.makedev(ti.devmajor, ti.devminor))
+            self.attrs(path, ti)
+        else:
+            raise self.fail(name, f"unsupported tar entry type {ti.type!r}")
+        self.written.add(rel)
+
+    def attrs(self, path: str, ti: tarfile.TarInfo, is_dir: bool = False) -> None:
+        os.chown(path, ti.uid, ti.gid, follow_symlinks=False)
+        if not ti.issym():
+            os.chmod(path, ti.mode & 0o7777)
+        self.xattrs(path, ti)
+        if is_dir:
+            self.dir_times.append((path, ti.mtime * 10**9))
+        else:
+            os.utime(path, ns=(ti.mtime * 10**9,) * 2, follow_symlinks=False)
+
+    def xattrs(self, path: str, ti: tarfile.TarInfo, fd: int | None = None) -> None:
+        for key, value in ti.pax_headers.items():
+            if not key.startswith("SCHILY.xattr."):
+                continue
+            attr = key[len("SCHILY.xattr."):]
+            if attr.startswith("trusted.overlay."):
+                raise self.fail(ti.name, f"xattr {attr!r} is reserved for overlayfs")
+            raw = value.encode("utf-8", "surrogateescape")
+            try:
+                if fd is not None:
+                    os.setxattr(fd, attr, raw)
+                else:
+                    os.setxattr(path, attr, raw, follow_symlinks=False)
+            except OSError as err:
+                # user.* on symlinks and some filesystems' missing namespaces: skip, as Docker does
+                if err.errno not in (errno.ENOTSUP, errno.EPERM):
+                    raise
+
+    def hardlink(self, ti: tarfile.TarInfo, path: str, name: str) -> None:
+        tparts = self.clean(ti.linkname.lstrip("/"), "hard link target")
+        if not tparts:
+            raise self.fail(name, "hard link to the layer root")
+        try:
+            tdir = self.resolve_dir(tparts[:-1], name, create=False)
+        except LayerError:
+            tdir = None
+        target = os.path.join(tdir, tparts[-1]) if tdir else None
+        if target is None or not os.path.lexists(target):
+            target = self.copy_up(tparts, name)
+        if os.path.isdir(target) and not os.path.islink(target):
+            raise self.fail(name, f"hard link to directory {ti.linkname!r}")
+        os.link(target, path, follow_symlinks=False)
+
+    def copy_up(self, tparts: list[str], name: str) -> str:
+        """A hard link to a file of a lower layer: copy it into this layer first (overlay)."""
+        for lower in self.parents:
+            src = os.path.join(lower, *tparts)
+            if os.path.lexists(src) and not os.path.isdir(src):
+                real = os.path.realpath(src)
+                if not (real + "/").startswith(os.path.realpath(lower) + "/") and \
+                        not os.path.islink(src):
+                    break
+                dst_dir = self.resolve_dir(tparts[:-1], name)
+                dst = os.path.join(dst_dir, tparts[-1])
+                if os.path.islink(src):
+                    os.symlink(os.readlink(src), dst)
+                else:
+                    shutil.copy2(src, dst, follow_symlinks=False)
+                    st = os.lstat(src)
+                    os.chown(dst, st.st_uid, st.st_gid, follow_symlinks=False)
+                return dst
+        raise self.fail(name, f"hard link target {'/'.join(tparts)!r} is not in this layer "
+                              "or below")
+
+    def whiteout(self, parent: str, parts: list[str], base: str, name: str) -> None:
+        prel = "/".join(parts[:-1])
+        if base == OPAQUE:
+            if self.overlay:
+                os.setxattr(parent, OVERLAY_OPAQUE_XATTR, b"y")
+            else:
+                for child in os.listdir(parent):
+                    crel = f"{prel}/{child}" if prel else child
+                    if crel not in self.written:
+                        self.remove(os.path.join(parent, child))
+                        self.forget(crel)
+            return
+        victim = base[len(WHITEOUT_PREFIX):]
+        if not victim or victim in (".", "..") or victim.startswith(WHITEOUT_PREFIX):
+            raise self.fail(name, "invalid whiteout name")
+        vrel = f"{prel}/{victim}" if prel else victim
+        if vrel in self.written:
+            return  # whiteouts hide lower layers only (image-spec layer.md)
+        vpath = os.path.join(parent, victim)
+        self.forget(vrel)
+        if self.overlay:
+            self.remove(vpath)
+            os.mknod(vpath, stat.S_IFCHR | 0o000, os.makedev(0, 0))
+        else:
+            self.remove(vpath)
+
+
+def apply_layer(src: _Readable, root: str | os.PathLike, *, compression: str = "none",
+                overlay: bool = False, parents: Iterable[str] = (),
+                layer: str = "") -> ApplyResult:
+    """Apply one (compressed) layer stream to root and return its diff_id.
+
+    Args:
+        src: the layer blob's bytes (file object, e.g. a ChunkReader over a download).
+        root: the snapshot directory to write into (an overlay upper dir, or a full copy).
+        compression: "gzip", "zstd" or "none".
+        overlay: write whiteouts as overlayfs whiteouts (upper dir) instead of deleting.
+        parents: lower directories, topmost first (overlay: hard-link targets, parent attrs).
+        layer: the layer's name in error messages (its digest).
+
+    Returns:
+        ApplyResult with the diff_id (sha256 of the whole uncompressed stream).
+
+    Raises:
+        LayerError: an unsafe or malformed entry, or an unreadable stream.
+    """
+    reader = HashingReader(decompressed(src, compression))
+    applier = _Applier(os.fspath(root), overlay, list(parents), layer)
+    try:
+        with tarfile.open(fileobj=reader, mode="r|", bufsize=COPY_CHUNK) as tf:
+            tf.errorlevel = 2
+            applier.apply(tf)
+        reader.drain()
+    except LayerError as err:
+        if not str(err).startswith(f"layer {layer}"):
+            raise LayerError(f"layer {layer}: {err}") from err
+        raise
+    except (tarfile.TarError, EOFError) as err:
+        raise LayerError(f"layer {layer}: not a valid tar stream: {err}") from err
+    except Exception as err:
+        if type(err).__module__.startswith("zstandard") or "zstd" in type(err).__name__.lower():
+            raise LayerError(f"layer {layer}: zstd: {err}") from err
+        raise
+    return ApplyResult(reader.digest(), reader.size, applier.size)
+
+
+def open_file_chunks(f: BinaryIO) -> Iterator[bytes]:
+    """Chunks of an open file, for ChunkReader."""
+    while chunk := f.read(COPY_CHUNK):
+        yield chunk
