@@ -1,0 +1,891 @@
+"""Docker's container lifecycle on top of managerd: the state apid owns.
+
+Owns the in-memory view of every container (records restored from managerd
+at start-up), names, exec instances, waiters, the exit monitor of each
+running task, restart policies with dockerd's back-off, AutoRemove, health
+checks and the events they publish. Routes call these methods; everything
+below (snapshots, tasks, images) goes through the `Manager` interface.
+Must not build HTTP responses (routes do) or OCI specs by hand (translate does).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from dockyard.apid import translate
+from dockyard.apid.container import (
+    EXTENSION,
+    NAME_LABEL,
+    Container,
+    ExecRecord,
+    State,
+)
+from dockyard.apid.events import EventBus
+from dockyard.apid.manager import ContainerInfo, ExitStatus, ImageInfo, Manager, ProcessIO
+from dockyard.apid.names import NameIndex, generate_name, validate_name
+
+from dockyard import errdefs, ids
+
+__all__ = ["Daemon", "DaemonConfig"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_STOP_TIMEOUT = 10
+_RESTART_MIN = 0.1
+_RESTART_MAX = 60.0
+
+
+@dataclass
+class DaemonConfig:
+    data_root: str = "/var/lib/dockyard"
+    exec_root: str = "/run/dockyard"
+    init_path: str | None = None  # docker-init (tini-static)
+    cgroup_parent: str = "/dockyard"
+    host_resolv_conf: str = "/etc/resolv.conf"
+    snapshotter: str = "overlayfs"
+
+
+@dataclass
+class _Waiter:
+    condition: str
+    future: asyncio.Future
+
+
+@dataclass
+class _Runtime:
+    """Per-container asyncio state that is never persisted."""
+
+    waiters: list[_Waiter] = field(default_factory=list)
+    monitor: asyncio.Task | None = None
+    restart: asyncio.Task | None = None
+    health: asyncio.Task | None = None
+    backoff: float = 0.0
+    exited: asyncio.Event = field(default_factory=asyncio.Event)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+def _start_error_code(message: str) -> int:
+    """Exit code dockerd records for a start failure (translateContainerdStartErr)."""
+    text = message.lower()
+    if "executable file not found" in text or "no such file or directory" in text:
+        return 127
+    if "permission denied" in text or "is a directory" in text:
+        return 126
+    return 128
+
+
+class Daemon:
+    """Every container verb with Docker's semantics."""
+
+    def __init__(self, manager: Manager, config: DaemonConfig, events: EventBus | None = None
+                 ) -> None:
+        self.manager = manager
+        self.config = config
+        self.events = events or EventBus()
+        self.containers: dict[str, Container] = {}
+        self.names = NameIndex()
+        self.execs: dict[str, ExecRecord] = {}
+        self._rt: dict[str, _Runtime] = {}
+        self._shutting_down = False
+        self._create_lock = asyncio.Lock()
+
+    # --- lookup -------------------------------------------------------------------------
+
+    def get(self, ref: str) -> Container:
+        """By full id, name, or unique id prefix (404 "No such container: ref")."""
+        return self.containers[self.names.resolve(ref)]
+
+    def rt(self, container_id: str) -> _Runtime:
+        return self._rt.setdefault(container_id, _Runtime())
+
+    def _attrs(self, c: Container, **extra: str) -> dict[str, str]:
+        attrs = {k: str(v) for k, v in (c.config.get("Labels") or {}).items()}
+        attrs.update(image=c.image, name=c.name.lstrip("/"))
+        attrs.update(extra)
+        return attrs
+
+    def _event(self, c: Container, action: str, **extra: str) -> None:
+        self.events.publish("container", action, c.id, self._attrs(c, **extra))
+
+    async def save(self, c: Container) -> None:
+        labels = {k: str(v) for k, v in (c.config.get("Labels") or {}).items()}
+        labels[NAME_LABEL] = c.name
+        await self.manager.update_container(c.id, labels, {EXTENSION: c.to_json()})
+
+    # --- start-up -----------------------------------------------------------------------
+
+    async def restore(self) -> None:
+        """Load records from managerd; re-attach monitors; apply restart policies."""
+        for info in await self.manager.list_containers():
+            raw = info.extensions.get(EXTENSION)
+            if not raw:
+                continue
+            try:
+                c = Container.from_json(raw)
+            except (ValueError, TypeError) as err:
+                log.warning("skipping unreadable record container_id=%s err=%s", info.id, err)
+                continue
+            self.containers[c.id] = c
+            self.names.reserve(c.name, c.id)
+        for c in list(self.containers.values()):
+            await self._reconcile(c)
+
+    async def _reconcile(self, c: Container) -> None:
+        try:
+            task = await self.manager.get_task(c.id)
+        except errdefs.NotFound:
+            task = None
+        if task and task.status in ("running", "paused", "pausing"):
+            c.state.status = "paused" if task.status == "paused" else "running"
+            c.state.pid = task.pid
+            self._watch(c)
+            self._start_health(c)
+            return
+        was_running = c.state.status in ("running", "paused", "restarting")
+        if task is not None:
+            status = await self._delete_task(c)
+            if was_running:
+                c.state.exit_code = status.code
+                c.state.finished_at = status.exited_at or time.time()
+        if was_running:
+            c.state.status = "exited"
+            c.state.pid = 0
+            await self.save(c)
+        policy = (c.host_config.get("RestartPolicy") or {}).get("Name") or "no"
+        if policy == "always" or (policy == "unless-stopped" and not c.manually_stopped) or (
+                was_running and self._should_restart(c, c.state.exit_code, restore=True)):
+            c.manually_stopped = False
+            self._schedule_restart(c, delay=0.0)
+        elif c.host_config.get("AutoRemove") and was_running:
+            await self._remove(c, remove_volumes=True)
+
+    async def shutdown(self) -> None:
+        """Stop background work; running containers keep running (live restore)."""
+        self._shutting_down = True
+        for rt in self._rt.values():
+            for task in (rt.monitor, rt.restart, rt.health):
+                if task and not task.done():
+                    task.cancel()
+
+    # --- create -------------------------------------------------------------------------
+
+    async def create(self, body: dict[str, Any], name: str | None) -> tuple[str, list[str]]:
+        """POST /containers/create: resolve the image, write /etc files, store the record.
+
+        Returns:
+            (id, warnings).
+        """
+        image_ref = body.get("Image") or ""
+        if not image_ref:
+            raise errdefs.InvalidArgument("config cannot be empty in order to create a container")
+        host_config = dict(body.get("HostConfig") or {})
+        self._validate_host_config(host_config)
+        try:
+            image = await self.manager.get_image(image_ref)
+        except errdefs.NotFound:
+            raise errdefs.NotFound(f"No such image: {image_ref}") from None
+        config_fields = {k: v for k, v in body.items()
+                         if k not in ("HostConfig", "NetworkingConfig")}
+        merged = translate.merge_config(config_fields, (image.config or {}).get("config") or {})
+        args = translate.command_of(merged)
+        warnings: list[str] = []
+        async with self._create_lock:
+            container_id = ids.new_id()
+            while container_id[:12].isdigit():  # the short id becomes the hostname
+                container_id = ids.new_id()
+            if name:
+                full = validate_name(name)
+            else:
+                full = "/" + (generate_name(self.names.names()) or container_id[:12])
+            self.names.reserve(full, container_id)  # 409 in Docker's words when taken
+        merged["Hostname"] = merged.get("Hostname") or container_id[:12]
+        merged["Image"] = image_ref
+        host_config.setdefault("NetworkMode", "default")
+        host_config.setdefault("LogConfig", {"Type": "json-file", "Config": {}})
+        if not (host_config.get("LogConfig") or {}).get("Type"):
+            host_config["LogConfig"] = {"Type": "json-file", "Config": {}}
+        host_config.setdefault("RestartPolicy", {"Name": "no", "MaximumRetryCount": 0})
+        if not (host_config.get("RestartPolicy") or {}).get("Name"):
+            host_config["RestartPolicy"] = {"Name": "no", "MaximumRetryCount": 0}
+        root = f"{self.config.data_root}/containers/{container_id}"
+        c = Container(
+            id=container_id, name=full, created=time.time(), image=image_ref,
+            image_id=image.config_digest, image_ref=image.name, config=merged,
+            host_config=host_config, networking_config=body.get("NetworkingConfig") or {},
+            path=args[0], args=args[1:], snapshot_key=container_id, root=root)
+        try:
+            spec = await self._spec(c, image)
+            os.makedirs(root, mode=0o710, exist_ok=True)
+            self._write_etc_files(c)
+            await self.manager.prepare_snapshot(c.snapshot_key, image.chain_id)
+            labels = {k: str(v) for k, v in (merged.get("Labels") or {}).items()}
+            labels[NAME_LABEL] = full
+            await self.manager.create_container(ContainerInfo(
+                id=c.id, image=image.name, spec=spec, labels=labels,
+                extensions={EXTENSION: c.to_json()}, snapshot_key=c.snapshot_key))
+        except BaseException:
+            self.names.release(container_id)
+            shutil.rmtree(root, ignore_errors=True)
+            try:
+                await self.manager.remove_snapshot(container_id)
+            except errdefs.EngineError:
+                pass
+            raise
+        self.containers[c.id] = c
+        self._event(c, "create")
+        return c.id, warnings
+
+    def _validate_host_config(self, hc: dict[str, Any]) -> None:
+        policy = hc.get("RestartPolicy") or {}
+        pname = policy.get("Name") or "no"
+        if pname not in ("no", "always", "unless-stopped", "on-failure"):
+            raise errdefs.InvalidArgument(f"invalid restart policy: unknown policy '{pname}'; "
+                                          "use one of 'no', 'always', 'on-failure', or "
+                                          "'unless-stopped'")
+        if policy.get("MaximumRetryCount") and pname != "on-failure":
+            raise errdefs.InvalidArgument("invalid restart policy: maximum retry count can only "
+                                          "be used with 'on-failure'")
+        if (policy.get("MaximumRetryCount") or 0) < 0:
+            raise errdefs.InvalidArgument("invalid restart policy: maximum retry count cannot "
+                                          "be negative")
+        if hc.get("AutoRemove") and pname != "no":
+            raise errdefs.InvalidArgument("conflicting options: cannot specify both --restart "
+                                          "and --rm")
+        mode = hc.get("NetworkMode") or "default"
+        if mode not in ("default", "bridge", "host", "none") and not mode.startswith("container:"):
+            raise errdefs.NotFound(f"network {mode} not found")
+
+    async def _spec(self, c: Container, image: ImageInfo) -> dict[str, Any]:
+        passwd = group = None
+        user = c.config.get("User") or ""
+        if user and not all(p.isdigit() for p in user.split(":") if p) or c.host_config.get(
+                "GroupAdd"):
+            raw = await self.manager.read_image_file(image, "/etc/passwd")
+            passwd = raw.decode(errors="replace") if raw else None
+            raw = await self.manager.read_image_file(image, "/etc/group")
+            group = raw.decode(errors="replace") if raw else None
+        uid_gid = translate.resolve_user(user, passwd, group, c.host_config.get("GroupAdd") or [])
+        if c.host_config.get("Init") and not self.config.init_path:
+            raise errdefs.InvalidArgument("--init: no docker-init binary configured on the daemon")
+        seccomp_text = None
+        for opt in c.host_config.get("SecurityOpt") or []:
+            if opt.startswith("seccomp=") and opt[8:] not in ("unconfined", "default"):
+                seccomp_text = opt[8:]
+        hc = c.host_config
+        return translate.build_spec(translate.SpecInputs(
+            container_id=c.id, config=c.config, host_config=hc,
+            hostname=c.config["Hostname"], user=uid_gid,
+            etc_files={"/etc/resolv.conf": c.resolv_path, "/etc/hostname": c.hostname_path,
+                       "/etc/hosts": c.hosts_path} if hc.get("NetworkMode") != "host" else {
+                "/etc/resolv.conf": c.resolv_path, "/etc/hostname": c.hostname_path},
+            init_path=self.config.init_path, seccomp_profile=seccomp_text,
+            cgroup_parent=self.config.cgroup_parent))
+
+    def _write_etc_files(self, c: Container) -> None:
+        hostname = c.config["Hostname"]
+        with open(c.hostname_path, "w") as f:
+            f.write(hostname + "\n")
+        with open(c.hosts_path, "w") as f:
+            f.write(translate.hosts_file(hostname, None, c.host_config.get("ExtraHosts") or []))
+        try:
+            with open(self.config.host_resolv_conf) as f:
+                host = f.read()
+        except OSError:
+            host = ""
+        with open(c.resolv_path, "w") as f:
+            f.write(translate.resolv_conf(host, c.host_config.get("Dns") or [],
+                                          c.host_config.get("DnsSearch") or [],
+                                          c.host_config.get("DnsOptions") or []))
+
+    # --- start / exit -------------------------------------------------------------------
+
+    async def start(self, ref: str) -> None:
+        """POST /containers/{id}/start: 304 when running."""
+        c = self.get(ref)
+        rt = self.rt(c.id)
+        async with rt.lock:
+            if c.state.status in ("running", "paused"):
+                raise errdefs.NotModified("container already started")
+            if c.state.status == "removing":
+                raise errdefs.FailedPrecondition("container is marked for removal and cannot "
+                                                 "be started")
+            if rt.restart and not rt.restart.done():
+                rt.restart.cancel()
+            c.manually_stopped = False
+            await self._start(c)
+
+    async def _start(self, c: Container) -> None:
+        rt = self.rt(c.id)
+        try:
+            rootfs = await self.manager.snapshot_mounts(c.snapshot_key)
+            io = ProcessIO(terminal=c.tty, stdin=bool(c.config.get("OpenStdin")),
+                           log_path=c.log_path)
+            try:
+                await self.manager.get_task(c.id)
+                await self._delete_task(c)
+            except errdefs.NotFound:
+                pass
+            await self.manager.create_task(c.id, rootfs, io)
+            rt.exited = asyncio.Event()
+            pid = await self.manager.start_task(c.id)
+        except errdefs.EngineError as err:
+            message = str(err)
+            c.state.error = message
+            c.state.exit_code = _start_error_code(message)
+            c.state.status = "created" if not c.state.started_at else "exited"
+            try:
+                await self._delete_task(c)
+            except errdefs.EngineError:
+                pass
+            await self.save(c)
+            if c.host_config.get("AutoRemove"):
+                await self._remove(c, remove_volumes=True)
+            raise errdefs.InvalidArgument(message) from err
+        c.state = State(status="running", pid=pid, started_at=time.time(),
+                        health=self._initial_health(c))
+        await self.save(c)
+        self._event(c, "start")
+        self._watch(c)
+        self._start_health(c)
+
+    def _watch(self, c: Container) -> None:
+        rt = self.rt(c.id)
+        if rt.monitor is None or rt.monitor.done():
+            rt.monitor = asyncio.get_running_loop().create_task(self._monitor(c.id))
+
+    async def _monitor(self, container_id: str) -> None:
+        try:
+            status = await self.manager.wait_task(container_id)
+        except asyncio.CancelledError:
+            raise
+        except errdefs.NotFound:
+            status = ExitStatus(code=255, exited_at=time.time())
+        except errdefs.EngineError as err:
+            log.warning("wait failed container_id=%s err=%s", container_id, err)
+            return
+        c = self.containers.get(container_id)
+        if c is None:
+            return
+        await self._on_exit(c, status)
+
+    async def _delete_task(self, c: Container) -> ExitStatus:
+        try:
+            return await self.manager.delete_task(c.id)
+        except errdefs.NotFound:
+            return ExitStatus(code=c.state.exit_code, exited_at=time.time())
+
+    async def _on_exit(self, c: Container, status: ExitStatus) -> None:
+        rt = self.rt(c.id)
+        if rt.health and not rt.health.done():
+            rt.health.cancel()
+        deleted = await self._delete_task(c)
+        code = status.code if status.code is not None else deleted.code
+        c.state.status = "exited"
+        c.state.pid = 0
+        c.state.exit_code = code
+        c.state.finished_at = status.exited_at or time.time()
+        c.state.oom_killed = bool(status.oom_killed or deleted.oom_killed)
+        if c.state.oom_killed:
+            self._event(c, "oom")
+        ran_for = c.state.finished_at - c.state.started_at
+        self._event(c, "die", exitCode=str(code))
+        restart = (not self._shutting_down and not c.manually_stopped
+                   and self._should_restart(c, code))
+        if restart:
+            c.state.status = "restarting"
+            # dockerd's back-off: 100 ms doubled per restart, reset after 10 s of running
+            rt.backoff = _RESTART_MIN if ran_for >= 10 or not rt.backoff else min(
+                rt.backoff * 2, _RESTART_MAX)
+        await self.save(c)
+        rt.exited.set()
+        self._notify(c, "next-exit", code)
+        self._notify(c, "not-running", code)
+        if restart:
+            self._schedule_restart(c, rt.backoff)
+        elif c.host_config.get("AutoRemove"):
+            await self._remove(c, remove_volumes=True)
+
+    def _should_restart(self, c: Container, code: int, restore: bool = False) -> bool:
+        policy = c.host_config.get("RestartPolicy") or {}
+        name = policy.get("Name") or "no"
+        if name in ("always", "unless-stopped"):
+            return True
+        if name == "on-failure" and code != 0:
+            limit = int(policy.get("MaximumRetryCount") or 0)
+            return limit == 0 or c.restart_count < limit
+        return False
+
+    def _schedule_restart(self, c: Container, delay: float) -> None:
+        rt = self.rt(c.id)
+        c.state.status = "restarting"
+
+        async def later() -> None:
+            await asyncio.sleep(delay)
+            async with rt.lock:
+                if c.id not in self.containers or c.manually_stopped or self._shutting_down:
+                    return
+                c.restart_count += 1
+                try:
+                    await self._start(c)
+                    self._event(c, "restart")
+                except errdefs.EngineError as err:
+                    log.warning("restart failed container_id=%s err=%s", c.id, err)
+                    c.state.status = "exited"
+                    await self.save(c)
+
+        rt.restart = asyncio.get_running_loop().create_task(later())
+
+    def _notify(self, c: Container, condition: str, code: int) -> None:
+        rt = self.rt(c.id)
+        keep = []
+        for w in rt.waiters:
+            if w.condition == condition and not w.future.done():
+                w.future.set_result(code)
+            elif not w.future.done():
+                keep.append(w)
+        rt.waiters = keep
+
+    # --- wait ---------------------------------------------------------------------------
+
+    def wait_future(self, ref: str, condition: str) -> asyncio.Future:
+        """Register a waiter now (before start); the future resolves to the exit code."""
+        if condition not in ("", "not-running", "next-exit", "removed"):
+            raise errdefs.InvalidArgument(f"invalid condition: \"{condition}\"")
+        condition = condition or "not-running"
+        c = self.get(ref)
+        fut: asyncio.Future = asyncio.get_running_loop().create_future()
+        if condition == "not-running" and c.state.status not in ("running", "paused",
+                                                                  "restarting"):
+            fut.set_result(c.state.exit_code)
+            return fut
+        self.rt(c.id).waiters.append(_Waiter(condition, fut))
+        return fut
+
+    # --- stop / kill / restart ----------------------------------------------------------
+
+    async def kill(self, ref: str, signal: str | int | None = None) -> None:
+        c = self.get(ref)
+        sig = translate.parse_signal(signal, default=9)
+        if c.state.status not in ("running", "paused"):
+            raise errdefs.FailedPrecondition(
+                f"Cannot kill container: {ref}: Container {c.id} is not running")
+        if sig == 9:
+            c.manually_stopped = True if self._policy(c) != "always" else c.manually_stopped
+        self._event(c, "kill", signal=str(sig))
+        await self.manager.kill_task(c.id, sig)
+
+    def _policy(self, c: Container) -> str:
+        return (c.host_config.get("RestartPolicy") or {}).get("Name") or "no"
+
+    async def stop(self, ref: str, timeout: int | None = None, signal: str | None = None) -> None:
+        """StopSignal, wait `timeout` (default StopTimeout or 10 s), then SIGKILL; 304 if stopped."""
+        c = self.get(ref)
+        rt = self.rt(c.id)
+        if c.state.status == "restarting":
+            c.manually_stopped = True
+            if rt.restart and not rt.restart.done():
+                rt.restart.cancel()
+            c.state.status = "exited"
+            await self.save(c)
+            self._event(c, "stop")
+            return
+        if c.state.status not in ("running", "paused"):
+            raise errdefs.NotModified("container already stopped")
+        c.manually_stopped = True
+        await self.save(c)
+        await self._stop(c, timeout, signal)
+        self._event(c, "stop")
+
+    async def _stop(self, c: Container, timeout: int | None, signal: str | None = None) -> None:
+        rt = self.rt(c.id)
+        if timeout is None:
+            timeout = c.config.get("StopTimeout")
+        if timeout is None:
+            timeout = DEFAULT_STOP_TIMEOUT
+        sig = translate.parse_signal(signal or c.config.get("StopSignal"), default=15)
+        exited = rt.exited
+        if c.state.status == "paused":
+            try:
+                await self.manager.resume_task(c.id)
+            except errdefs.EngineError:
+                pass
+        if sig != 9:
+            self._event(c, "kill", signal=str(sig))
+            try:
+                await self.manager.kill_task(c.id, sig)
+            except errdefs.NotFound:
+                return
+            try:
+                await asyncio.wait_for(exited.wait(), None if timeout < 0 else timeout)
+                return
+            except TimeoutError:
+                pass
+        self._event(c, "kill", signal="9")
+        try:
+            await self.manager.kill_task(c.id, 9)
+        except (errdefs.NotFound, errdefs.FailedPrecondition):
+            pass
+        await exited.wait()
+
+    async def restart(self, ref: str, timeout: int | None = None, signal: str | None = None
+                      ) -> None:
+        c = self.get(ref)
+        if c.state.status in ("running", "paused"):
+            c.manually_stopped = True
+            await self._stop(c, timeout, signal)
+        rt = self.rt(c.id)
+        async with rt.lock:
+            if c.state.status != "running":
+                c.manually_stopped = False
+                await self._start(c)
+        self._event(c, "restart")
+
+    # --- remove -------------------------------------------------------------------------
+
+    async def remove(self, ref: str, force: bool = False, volumes: bool = False) -> None:
+        c = self.get(ref)
+        if c.state.status in ("running", "paused", "restarting"):
+            if not force:
+                if c.state.status == "paused":
+                    raise errdefs.FailedPrecondition(
+                        f"You cannot remove a paused container {c.id}. Unpause and then stop "
+                        "the container before attempting removal or force remove")
+                raise errdefs.FailedPrecondition(
+                    f"You cannot remove a running container {c.id}. Stop the container before "
+                    "attempting removal or force remove")
+            c.manually_stopped = True
+            rt = self.rt(c.id)
+            if rt.restart and not rt.restart.done():
+                rt.restart.cancel()
+            if c.state.status != "restarting":
+                await self._stop(c, 0, "KILL")
+        if c.state.status == "removing":
+            raise errdefs.FailedPrecondition(f"removal of container {c.id} is already in progress")
+        await self._remove(c, volumes)
+
+    async def _remove(self, c: Container, remove_volumes: bool) -> None:
+        if c.id not in self.containers:
+            return
+        c.state.status = "removing"
+        rt = self.rt(c.id)
+        for task in (rt.monitor, rt.restart, rt.health):
+            if task and not task.done() and task is not asyncio.current_task():
+                task.cancel()
+        try:
+            await self.manager.delete_task(c.id)
+        except errdefs.EngineError:
+            pass
+        for e in list(c.exec_ids):
+            self.execs.pop(e, None)
+        try:
+            await self.manager.delete_container(c.id)
+        except errdefs.NotFound:
+            pass
+        try:
+            await self.manager.remove_snapshot(c.snapshot_key)
+        except errdefs.NotFound:
+            pass
+        shutil.rmtree(c.root, ignore_errors=True)
+        del self.containers[c.id]
+        self.names.release(c.id)
+        self._event(c, "destroy")
+        self._notify(c, "removed", c.state.exit_code)
+        for condition in ("next-exit", "not-running"):
+            self._notify(c, condition, c.state.exit_code)
+        self._rt.pop(c.id, None)
+
+    # --- small verbs --------------------------------------------------------------------
+
+    async def rename(self, ref: str, new_name: str) -> None:
+        c = self.get(ref)
+        if not new_name:
+            raise errdefs.InvalidArgument("Neither old nor new names may be empty")
+        full = validate_name(new_name)
+        if full == c.name:
+            raise errdefs.InvalidArgument("Renaming a container with the same name as its "
+                                          "current name")
+        old = c.name
+        self.names.rename(c.id, old, full)
+        c.name = full
+        await self.save(c)
+        self._event(c, "rename", oldName=old)
+
+    async def pause(self, ref: str) -> None:
+        c = self.get(ref)
+        if c.state.status == "paused":
+            raise errdefs.FailedPrecondition(f"Container {c.id} is already paused")
+        if c.state.status != "running":
+            raise errdefs.FailedPrecondition(f"Container {c.id} is not running")
+        await self.manager.pause_task(c.id)
+        c.state.status = "paused"
+        await self.save(c)
+        self._event(c, "pause")
+
+    async def unpause(self, ref: str) -> None:
+        c = self.get(ref)
+        if c.state.status != "paused":
+            raise errdefs.FailedPrecondition(f"Container {c.id} is not paused")
+        await self.manager.resume_task(c.id)
+        c.state.status = "running"
+        await self.save(c)
+        self._event(c, "unpause")
+
+    async def update(self, ref: str, body: dict[str, Any]) -> list[str]:
+        c = self.get(ref)
+        keys = ("Memory", "MemorySwap", "MemoryReservation", "NanoCpus", "CpuShares",
+                "CpuPeriod", "CpuQuota", "CpusetCpus", "CpusetMems", "PidsLimit", "BlkioWeight")
+        changes = {k: body[k] for k in keys if body.get(k) not in (None, 0, "")}
+        policy = body.get("RestartPolicy")
+        if policy and policy.get("Name"):
+            if c.host_config.get("AutoRemove") and policy["Name"] != "no":
+                raise errdefs.InvalidArgument("Restart policy cannot be updated because "
+                                              "AutoRemove is enabled for the container")
+            trial = dict(c.host_config, RestartPolicy=policy)
+            self._validate_host_config(trial)
+            c.host_config["RestartPolicy"] = policy
+        merged = dict(c.host_config, **changes)
+        spec = translate.default_spec(c.id)
+        translate.with_resources(merged)(spec)
+        if changes and c.state.status in ("running", "paused"):
+            await self.manager.update_task(c.id, spec["linux"]["resources"])
+        c.host_config.update(changes)
+        await self.save(c)
+        self._event(c, "update")
+        return []
+
+    # --- health checks ------------------------------------------------------------------
+
+    def _healthcheck(self, c: Container) -> dict[str, Any] | None:
+        hc = c.config.get("Healthcheck") or {}
+        test = hc.get("Test") or []
+        if not test or test[0] == "NONE":
+            return None
+        return hc
+
+    def _initial_health(self, c: Container) -> dict[str, Any] | None:
+        if not self._healthcheck(c):
+            return None
+        return {"Status": "starting", "FailingStreak": 0, "Log": []}
+
+    def _start_health(self, c: Container) -> None:
+        hc = self._healthcheck(c)
+        if not hc:
+            return
+        if c.state.health is None:
+            c.state.health = {"Status": "starting", "FailingStreak": 0, "Log": []}
+        rt = self.rt(c.id)
+        if rt.health and not rt.health.done():
+            rt.health.cancel()
+        rt.health = asyncio.get_running_loop().create_task(self._health_loop(c, hc))
+
+    async def _health_loop(self, c: Container, hc: dict[str, Any]) -> None:
+        interval = (hc.get("Interval") or 30_000_000_000) / 1e9
+        timeout = (hc.get("Timeout") or 30_000_000_000) / 1e9
+        start_period = (hc.get("StartPeriod") or 0) / 1e9
+        start_interval = (hc.get("StartInterval") or 5_000_000_000) / 1e9
+        retries = int(hc.get("Retries") or 3)
+        argv = translate.healthcheck_command(hc["Test"], c.config.get("Shell"))
+        started = time.monotonic()
+        while c.state.status == "running":
+            in_start = time.monotonic() - started < start_period
+            await asyncio.sleep(start_interval if in_start and c.state.health and
+                                c.state.health["Status"] == "starting" and start_period else
+                                interval)
+            if c.state.status != "running" or argv is None:
+                return
+            begin = time.time()
+            code, output = await self._probe(c, argv, timeout)
+            end = time.time()
+            health = c.state.health or {"Status": "starting", "FailingStreak": 0, "Log": []}
+            entry = {"Start": _rfc(begin), "End": _rfc(end), "ExitCode": code,
+                     "Output": output[:4096]}
+            health["Log"] = (health.get("Log") or [])[-4:] + [entry]
+            old = health["Status"]
+            if code == 0:
+                health["FailingStreak"] = 0
+                health["Status"] = "healthy"
+            elif not (in_start and old == "starting"):
+                health["FailingStreak"] = int(health.get("FailingStreak") or 0) + 1
+                if health["FailingStreak"] >= retries:
+                    health["Status"] = "unhealthy"
+            c.state.health = health
+            if health["Status"] != old:
+                self._event(c, f"health_status: {health['Status']}")
+            await self.save(c)
+
+    async def _probe(self, c: Container, argv: list[str], timeout: float) -> tuple[int, str]:
+        exec_id = ids.new_id()
+        process = self._exec_process(c, {"Cmd": argv, "Env": [], "User": "", "WorkingDir": ""})
+        chunks: list[bytes] = []
+        try:
+            await self.manager.exec_process(c.id, exec_id, process, ProcessIO())
+
+            async def run() -> int:
+                stream = self.manager.attach(c.id, exec_id, None, True, True)
+                await self.manager.start_process(c.id, exec_id)
+                async for _, data in stream:
+                    chunks.append(data)
+                return (await self.manager.wait_task(c.id, exec_id)).code
+
+            code = await asyncio.wait_for(run(), timeout)
+        except TimeoutError:
+            try:
+                await self.manager.kill_task(c.id, 9, exec_id)
+            except errdefs.EngineError:
+                pass
+            code = -1
+            chunks.append(f"Health check exceeded timeout ({timeout:g}s)".encode())
+        except errdefs.EngineError as err:
+            code, chunks = -1, [str(err).encode()]
+        finally:
+            try:
+                await self.manager.delete_process(c.id, exec_id)
+            except errdefs.EngineError:
+                pass
+        return code, b"".join(chunks).decode(errors="replace")
+
+    # --- exec ---------------------------------------------------------------------------
+
+    def _exec_process(self, c: Container, cfg: dict[str, Any]) -> dict[str, Any]:
+        env = list(c.config.get("Env") or [])
+        for e in cfg.get("Env") or []:
+            key = e.split("=", 1)[0]
+            env = [x for x in env if x.split("=", 1)[0] != key] + [e]
+        if not any(e.startswith("PATH=") for e in env):
+            env.insert(0, translate.DEFAULT_PATH)
+        if cfg.get("Tty") and not any(e.startswith("TERM=") for e in env):
+            env.append("TERM=xterm")
+        caps = translate.effective_caps(c.host_config.get("CapAdd"), c.host_config.get("CapDrop"),
+                                        bool(c.host_config.get("Privileged") or
+                                             cfg.get("Privileged")))
+        user = cfg.get("User") or c.config.get("User") or ""
+        uid, gid, extra = (0, 0, [0])
+        if user and all(p.isdigit() for p in user.split(":") if p):
+            uid, gid, extra = translate.resolve_user(user, None, None)
+        elif user:
+            uid, gid, extra = self._resolve_user_in_container(c, user)
+        return {"args": list(cfg.get("Cmd") or []), "env": env,
+                "cwd": cfg.get("WorkingDir") or c.config.get("WorkingDir") or "/",
+                "terminal": bool(cfg.get("Tty")),
+                "user": {"uid": uid, "gid": gid, "additionalGids": extra},
+                "capabilities": {k: caps for k in ("bounding", "effective", "permitted")},
+                "noNewPrivileges": "no-new-privileges" in (c.host_config.get("SecurityOpt")
+                                                           or [])}
+
+    def _resolve_user_in_container(self, c: Container, user: str) -> tuple[int, int, list[int]]:
+        def read(path: str) -> str | None:
+            try:
+                with open(f"/proc/{c.state.pid}/root{path}") as f:
+                    return f.read()
+            except OSError:
+                return None
+        return translate.resolve_user(user, read("/etc/passwd"), read("/etc/group"))
+
+    def exec_create(self, ref: str, cfg: dict[str, Any]) -> str:
+        c = self.get(ref)
+        if c.state.status == "paused":
+            raise errdefs.FailedPrecondition(f"Container {c.id} is paused, unpause the container "
+                                             "before exec")
+        if c.state.status != "running":
+            raise errdefs.FailedPrecondition(f"Container {c.id} is not running")
+        if not cfg.get("Cmd"):
+            raise errdefs.InvalidArgument("No exec command specified")
+        exec_id = ids.new_id()
+        self.execs[exec_id] = ExecRecord(id=exec_id, container_id=c.id, config=cfg)
+        c.exec_ids.append(exec_id)
+        self._event(c, f"exec_create: {' '.join(cfg['Cmd'])}", execID=exec_id)
+        return exec_id
+
+    def get_exec(self, exec_id: str) -> ExecRecord:
+        rec = self.execs.get(exec_id)
+        if rec is None:
+            raise errdefs.NotFound(f"No such exec instance: {exec_id}")
+        return rec
+
+    async def exec_prepare(self, exec_id: str) -> tuple[ExecRecord, Container]:
+        """Create the exec process in managerd (not started)."""
+        rec = self.get_exec(exec_id)
+        if rec.started:
+            raise errdefs.FailedPrecondition(f"Error: Exec command {exec_id} has already run")
+        c = self.containers.get(rec.container_id)
+        if c is None:
+            raise errdefs.NotFound(f"No such container: {rec.container_id}")
+        if c.state.status != "running":
+            raise errdefs.FailedPrecondition(f"Container {c.id} is not running")
+        rec.started = True
+        process = self._exec_process(c, rec.config)
+        await self.manager.exec_process(c.id, exec_id, process, ProcessIO(
+            terminal=bool(rec.config.get("Tty")), stdin=bool(rec.config.get("AttachStdin"))))
+        return rec, c
+
+    async def exec_run(self, rec: ExecRecord, c: Container) -> int:
+        """Start a prepared exec and wait for it; returns its exit code."""
+        try:
+            rec.pid = await self.manager.start_process(c.id, rec.id)
+        except errdefs.EngineError as err:
+            rec.exit_code = _start_error_code(str(err))
+            try:
+                await self.manager.delete_process(c.id, rec.id)
+            except errdefs.EngineError:
+                pass
+            raise
+        rec.running = True
+        self._event(c, f"exec_start: {' '.join(rec.config.get('Cmd') or [])}", execID=rec.id)
+        try:
+            status = await self.manager.wait_task(c.id, rec.id)
+            rec.exit_code = status.code
+        finally:
+            rec.running = False
+            try:
+                await self.manager.delete_process(c.id, rec.id)
+            except errdefs.EngineError:
+                pass
+        self._event(c, "exec_die", execID=rec.id, exitCode=str(rec.exit_code))
+        return rec.exit_code
+
+    # --- top ----------------------------------------------------------------------------
+
+    async def top(self, ref: str, ps_args: str = "-ef") -> dict[str, Any]:
+        c = self.get(ref)
+        if c.state.status not in ("running", "paused"):
+            raise errdefs.FailedPrecondition(f"Container {c.id} is not running")
+        pids = await self.manager.pids(c.id)
+        proc = await asyncio.create_subprocess_exec(
+            "ps", *(ps_args.split() if ps_args else ["-ef"]),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await proc.communicate()
+        if proc.returncode != 0:
+            raise errdefs.InvalidArgument(f"ps: {err.decode().strip()}")
+        lines = out.decode().splitlines()
+        if not lines:
+            return {"Titles": [], "Processes": []}
+        titles = lines[0].split()
+        try:
+            pid_col = titles.index("PID")
+        except ValueError as e:
+            raise errdefs.InvalidArgument("Couldn't find PID field in ps output") from e
+        wanted = set(pids)
+        procs = []
+        for line in lines[1:]:
+            fields = line.split(None, len(titles) - 1)
+            if len(fields) > pid_col and fields[pid_col].isdigit() and int(
+                    fields[pid_col]) in wanted:
+                procs.append(fields)
+        return {"Titles": titles, "Processes": procs}
+
+
+def _rfc(ts: float) -> str:
+    from dockyard.apid.container import rfc3339
+
+    return rfc3339(ts)
+
+
+def json_dumps(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode()
