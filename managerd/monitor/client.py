@@ -1,0 +1,349 @@
+"""managerd's side of the per-task monitor: start one, and talk to it on its socket.
+
+This module owns spawning the monitor process (``_process.py`` under
+``python -I -S``, in a session of its own) and the client end of its wire
+protocol (described in ``_process.py``'s docstring). It holds no task state:
+``dockyard.managerd.tasks`` decides what to ask. It must not fork managerd:
+the monitor is started with subprocess (vfork/exec), never os.fork.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from dockyard.managerd.monitor import _process as wire
+
+from dockyard import errdefs
+
+__all__ = ["ProcState", "Handshake", "MonitorClient", "AttachStream", "spawn", "read_exit_file",
+           "INIT"]
+
+log = logging.getLogger(__name__)
+
+PROCESS = str(Path(wire.__file__).resolve())
+# Import the monitor rather than run it as a script: an import uses the cached
+# bytecode, a script is compiled at every start (that costs ~2 MB of RSS for good).
+_LAUNCH = (f"import sys; sys.path.insert(0, {os.path.dirname(PROCESS)!r}); "
+           "import _process; sys.exit(_process.main())")
+INIT = wire.INIT
+
+
+@dataclass(frozen=True)
+class ProcState:
+    """One process as the monitor sees it."""
+
+    id: str  # "" for the init
+    pid: int
+    status: int | None  # exit status once reaped; -1: its runtime exec failed
+    exited_ns: int
+
+
+@dataclass(frozen=True)
+class Handshake:
+    """Result of starting a monitor: the init pid, or how create failed."""
+
+    ok: bool
+    pid: int = 0
+    runtime_rc: int | None = None  # set when the runtime's create exited non-zero
+    message: str = ""
+    monitor_pid: int = 0
+    popen: subprocess.Popen | None = None
+
+
+def spawn(state_dir: str, create_argv: list[str], pid_file: str, log_path: str = "",
+          stdin: bool = False, terminal: bool = False, timeout: float = 60.0) -> Handshake:
+    """Start a monitor that runs ``create_argv`` (the runtime's create) and supervises it.
+
+    Args:
+        state_dir: the task's state directory (the monitor's cwd, socket and exit file).
+        create_argv: the runtime's full create argv, container id last; the monitor adds
+            ``--console-socket`` for a terminal.
+        pid_file: where the runtime writes the init's pid (same as in create_argv).
+        log_path: the json-file log to append to ("" for none).
+        stdin: give the init a stdin pipe (else /dev/null).
+        terminal: the init gets a pty (the spec's process.terminal must agree).
+        timeout: seconds to wait for the create to finish.
+
+    Returns:
+        The handshake; on success ``popen`` is the monitor, to be reaped after ``shutdown``.
+    """
+    argv = [sys.executable, "-I", "-S", "-c", _LAUNCH, "--dir", state_dir, "--pid-file", pid_file]
+    if log_path:
+        argv += ["--log", log_path]
+    if stdin:
+        argv.append("--stdin")
+    if terminal:
+        argv.append("--terminal")
+    argv += ["--", *create_argv]
+    with open(os.path.join(state_dir, "monitor.log"), "ab") as errf:
+        popen = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                 stderr=errf, cwd=state_dir, start_new_session=True,
+                                 close_fds=True)
+    try:
+        line = _read_line(popen, timeout)
+    except BaseException:
+        popen.kill()
+        popen.wait()
+        raise
+    finally:
+        popen.stdout.close()
+    word, _, rest = line.partition(" ")
+    if word == "ok":
+        return Handshake(True, pid=int(rest), monitor_pid=popen.pid, popen=popen)
+    popen.wait(timeout=10)
+    if word == "fail":
+        return Handshake(False, runtime_rc=int(rest), message=f"runtime exited with {rest}")
+    tail = _tail(os.path.join(state_dir, "monitor.log"))
+    return Handshake(False, message=(rest or f"monitor exited with {popen.returncode}") +
+                     (f": {tail}" if tail else ""))
+
+
+def _read_line(popen: subprocess.Popen, timeout: float) -> str:
+    fd = popen.stdout.fileno()
+    buf = b""
+    deadline = time.monotonic() + timeout
+    while not buf.endswith(b"\n"):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise errdefs.Unavailable(f"monitor did not finish the runtime's create in {timeout:g} s")
+        ready, _, _ = select.select([fd], [], [], left)
+        if ready:
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                break
+            buf += chunk
+    return buf.decode(errors="replace").strip()
+
+
+def _tail(path: str, limit: int = 2000) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - limit))
+            return f.read().decode(errors="replace").strip()
+    except OSError:
+        return ""
+
+
+def read_exit_file(state_dir: str) -> tuple[int, int] | None:
+    """The init's (status, exit time in ns) the monitor recorded, or None."""
+    try:
+        with open(os.path.join(state_dir, "exit")) as f:
+            status, ns = f.read().split()
+        return int(status), int(ns)
+    except (OSError, ValueError):
+        return None
+
+
+def _recv_frame(sock: socket.socket, buf: bytearray) -> tuple[int, bytes] | None:
+    """Read one frame (blocking); None at EOF."""
+    while True:
+        if len(buf) >= 5:
+            n = int.from_bytes(buf[1:5], "big")
+            if len(buf) >= 5 + n:
+                kind, payload = buf[0], bytes(buf[5:5 + n])
+                del buf[:5 + n]
+                return kind, payload
+        chunk = sock.recv(65536)
+        if not chunk:
+            return None
+        buf += chunk
+
+
+class MonitorClient:
+    """Requests to one task's monitor. Every request opens its own connection."""
+
+    def __init__(self, state_dir: str, timeout: float = 30.0):
+        self.state_dir = state_dir
+        self.timeout = timeout
+
+    def connect(self) -> socket.socket:
+        """Connect to STATE/monitor.sock, whatever the length of STATE.
+
+        sun_path holds 108 bytes; /proc/self/fd/N/monitor.sock is always short.
+
+        Raises:
+            Unavailable: the monitor is not listening (it exited, or never started).
+        """
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            dirfd = os.open(self.state_dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                sock.connect(f"/proc/self/fd/{dirfd}/monitor.sock")
+            finally:
+                os.close(dirfd)
+        except OSError as err:
+            sock.close()
+            raise errdefs.Unavailable(f"monitor of {self.state_dir}: {err.strerror}") from err
+        sock.settimeout(self.timeout)
+        return sock
+
+    def request(self, *fields: object, timeout: float | None = None) -> list[str]:
+        """Send one request and return the reply's fields.
+
+        Raises:
+            Unavailable: no monitor, or it hung up without answering.
+            FailedPrecondition: the monitor refused (its message says why).
+        """
+        sock = self.connect()
+        try:
+            if timeout is not None:
+                sock.settimeout(timeout)
+            sock.sendall(wire.frame(wire.REQ, wire.pack(*fields)))
+            reply = _recv_frame(sock, bytearray())
+        except OSError as err:
+            raise errdefs.Unavailable(f"monitor of {self.state_dir}: {err}") from err
+        finally:
+            sock.close()
+        if reply is None:
+            raise errdefs.Unavailable(f"monitor of {self.state_dir} hung up on {fields[0]}")
+        kind, payload = reply
+        if kind == wire.ERR:
+            raise MonitorError(wire.unpack(payload))
+        return wire.unpack(payload)
+
+    def state(self) -> dict[str, ProcState]:
+        """Every process of the task, by id ("" = init)."""
+        out = {}
+        for row in self.request("state"):
+            pid_id, pid, status, ns = row.rsplit(":", 3)
+            out[pid_id] = ProcState(pid_id, int(pid), int(status) if status else None,
+                                    int(ns) if ns else 0)
+        return out
+
+    def exec_add(self, exec_id: str, stdin: bool, terminal: bool) -> None:
+        self.request("exec-add", exec_id, int(stdin), int(terminal))
+
+    def exec_start(self, exec_id: str, pid_file: str, argv: list[str],
+                   timeout: float = 60.0) -> int:
+        """Run the runtime's exec; return the process's pid.
+
+        Raises:
+            MonitorError: with ``runtime_rc`` set when the runtime exited non-zero.
+        """
+        return int(self.request("exec-start", exec_id, pid_file, *argv, timeout=timeout)[0])
+
+    def exec_delete(self, exec_id: str) -> None:
+        self.request("exec-delete", exec_id)
+
+    def resize(self, proc_id: str, rows: int, cols: int) -> None:
+        self.request("resize", proc_id, rows, cols)
+
+    def close_stdin(self, proc_id: str) -> None:
+        self.request("closeio", proc_id)
+
+    def shutdown(self, force: bool = False) -> None:
+        self.request("shutdown", *(["force"] if force else []))
+
+    def subscribe(self) -> socket.socket:
+        """A connection that receives an EVENT frame per process exit (past ones first)."""
+        sock = self.connect()
+        try:
+            sock.sendall(wire.frame(wire.REQ, wire.pack("subscribe")))
+            reply = _recv_frame(sock, bytearray())
+        except OSError as err:
+            sock.close()
+            raise errdefs.Unavailable(f"monitor of {self.state_dir}: {err}") from err
+        if reply is None or reply[0] != wire.REPLY:
+            sock.close()
+            raise errdefs.Unavailable(f"monitor of {self.state_dir} refused subscribe")
+        sock.settimeout(None)
+        return sock
+
+    def attach(self, proc_id: str, streams: str) -> AttachStream:
+        """Attach to a process's stdio; streams is a subset of "ioe" (stdin/out/err)."""
+        sock = self.connect()
+        try:
+            sock.sendall(wire.frame(wire.REQ, wire.pack("attach", proc_id, streams)))
+            buf = bytearray()
+            reply = _recv_frame(sock, buf)
+        except OSError as err:
+            sock.close()
+            raise errdefs.Unavailable(f"monitor of {self.state_dir}: {err}") from err
+        if reply is None:
+            sock.close()
+            raise errdefs.Unavailable(f"monitor of {self.state_dir} hung up on attach")
+        if reply[0] == wire.ERR:
+            sock.close()
+            raise MonitorError(wire.unpack(reply[1]))
+        sock.settimeout(None)
+        return AttachStream(sock, buf)
+
+
+class MonitorError(errdefs.FailedPrecondition):
+    """The monitor refused a request; ``runtime_rc`` is set when the runtime failed."""
+
+    def __init__(self, fields: list[str]):
+        self.runtime_rc: int | None = None
+        if fields[:1] == ["fail"] and len(fields) > 1:
+            self.runtime_rc = int(fields[1])
+            super().__init__(f"runtime exited with {fields[1]}")
+        else:
+            super().__init__(" ".join(f for f in fields if f not in ("error",)) or "refused")
+
+
+class AttachStream:
+    """One attach connection: output frames in, stdin/close/resize out.
+
+    Thread-safe for one reader (``frames``) and any number of writers.
+    """
+
+    def __init__(self, sock: socket.socket, buf: bytearray):
+        self.sock = sock
+        self._buf = buf
+        self._lock = threading.Lock()
+        self.closed = False
+
+    def frames(self) -> Iterator[tuple[str, bytes]]:
+        """("stdout"|"stderr", data) until the process's output ends or close()."""
+        try:
+            while True:
+                got = _recv_frame(self.sock, self._buf)
+                if got is None or got[0] == wire.END:
+                    return
+                if got[0] in (wire.STDOUT, wire.STDERR):
+                    yield ("stdout" if got[0] == wire.STDOUT else "stderr"), got[1]
+        except OSError:
+            if not self.closed:
+                raise
+        finally:
+            self.close()
+
+    def _send(self, data: bytes) -> None:
+        with self._lock:
+            if self.closed:
+                return
+            try:
+                self.sock.sendall(data)
+            except OSError as err:
+                raise errdefs.Unavailable(f"attach connection lost: {err}") from err
+
+    def write(self, data: bytes) -> None:
+        for i in range(0, len(data), 1 << 20):
+            self._send(wire.frame(wire.STDIN, data[i:i + (1 << 20)]))
+
+    def close_stdin(self) -> None:
+        self._send(wire.frame(wire.CLOSE_STDIN))
+
+    def resize(self, rows: int, cols: int) -> None:
+        self._send(wire.frame(wire.RESIZE, wire.pack(rows, cols)))
+
+    def close(self) -> None:
+        with self._lock:
+            if not self.closed:
+                self.closed = True
+                try:
+                    self.sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                self.sock.close()

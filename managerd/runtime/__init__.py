@@ -1,0 +1,1 @@
+"""Invoking OCI runtime binaries (dockyard-shim, runc) with runc's command line."""
