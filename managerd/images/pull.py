@@ -1,0 +1,266 @@
+"""Pull: reference -> manifest (platform chosen) -> config -> verified blobs ->
+unpacked snapshots keyed by chain ID -> an image record.
+
+Owns the order of a pull and what it promises: every blob is verified
+against its digest and size as it streams into the content store; every
+layer is unpacked into a fresh `extract-<uuid>` snapshot, its uncompressed
+stream hashed and compared with the config's diff_id, and only then
+committed as `sha256:<chainid>`; the image record is written last. All of it
+happens under a lease, so a failed or killed pull leaves nothing that
+garbage collection will not remove, and a later pull resumes partial
+downloads. Downloads run in parallel (fetch.Fetcher); unpacking is in layer
+order and starts while the first layer still downloads.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from dockyard.errdefs import AlreadyExists, InvalidArgument, NotFound
+
+from . import mediatypes, platforms
+from . import reference as refs
+from .apply import COPY_CHUNK, ChunkReader, LayerError, apply_layer
+from .auth import Credentials
+from .fetch import OVERFLOW, Tap
+from .manifest import (
+    SIZE_LABEL,
+    Descriptor,
+    chain_ids,
+    parse_config,
+    parse_index,
+    parse_manifest,
+)
+from .progress import (
+    DONE,
+    EXISTS,
+    EXTRACTING,
+    RESOLVED,
+    RESOLVING,
+    WAITING,
+    Progress,
+    ProgressFn,
+    discard,
+    short_id,
+)
+
+__all__ = ["PullResult", "pull"]
+
+log = logging.getLogger(__name__)
+
+LEASE_TTL_NS = 3600 * 10**9
+
+
+@dataclass
+class PullResult:
+    name: str  # the image record's name (canonical reference)
+    target: Descriptor  # what the name points at (index or manifest)
+    manifest: Descriptor  # the platform's manifest
+    config: Descriptor
+    up_to_date: bool = False
+    layers: list[str] = field(default_factory=list)  # chain ids
+
+
+def _layer_chunks(tap: Tap | None, future, open_blob):
+    """The blob's bytes for unpacking: from the live download, else from the store."""
+    consumed = 0
+    if tap is not None:
+        while True:
+            item = tap.get()
+            if item is None:
+                return
+            if item is OVERFLOW:
+                break
+            consumed += len(item)
+            yield item
+    future.result()
+    with open_blob() as f:
+        f.seek(consumed)
+        while chunk := f.read(COPY_CHUNK):
+            yield chunk
+
+
+def resolve(svc, ns: str, ref: refs.Reference, endpoint, want: platforms.Platform,
+            lease: str, progress: ProgressFn):
+    """Fetch and store the manifest (through an index if need be); returns
+    (target descriptor, manifest descriptor, ImageManifest)."""
+    repo = ref.path
+    top = endpoint.get_manifest(repo, ref.object)
+    if ref.digest and top.digest != ref.digest:
+        raise InvalidArgument(f"pull {ref}: registry returned {top.digest}")
+    progress(Progress(str(ref), RESOLVED, detail=top.digest))
+    target = Descriptor(top.media_type, top.digest, len(top.data))
+    man = top
+    index_children: list[dict] = []
+    if top.media_type in mediatypes.INDEXES:
+        index_children = parse_index(top.data, f"index {top.digest}")
+        chosen = platforms.select(index_children, want)
+        man = endpoint.get_manifest(repo, chosen["digest"])
+        if man.media_type not in mediatypes.MANIFESTS:
+            raise InvalidArgument(f"pull {ref}: {chosen['digest']} is a {man.media_type}, "
+                                  "not an image manifest")
+    image = parse_manifest(man.data, man.media_type, f"manifest {man.digest}")
+    man_desc = Descriptor(man.media_type, man.digest, len(man.data))
+    # gc.py follows manifests, indexes and configs by their JSON: no labels needed
+    svc.content.write_blob(ns, f"manifest-{man.digest}", man.data, man.digest, None, lease)
+    if man is not top:
+        svc.content.write_blob(ns, f"index-{top.digest}", top.data, top.digest, None, lease)
+    return target, man_desc, image
+
+
+def pull(svc, ns: str, text: str, *, platform: str = "", credentials: Credentials | None = None,
+         progress: ProgressFn = discard, snapshotter: str | None = None) -> PullResult:
+    """Pull an image into namespace ns (see the module docstring).
+
+    Args:
+        svc: the images service (service.ImageService): content, snapshots, images,
+            leases, registry client, fetcher.
+        text: the reference as the user typed it.
+        platform: `os/arch[/variant]`; empty = this host.
+
+    Raises:
+        InvalidArgument: bad reference or platform; a blob or layer that fails
+            verification (LayerError names it).
+        NotFound: unknown repository, tag, or no manifest for the platform.
+        PermissionDenied, Unavailable: from the registry.
+    """
+    ref = refs.parse(text)
+    want = platforms.parse(platform) if platform else platforms.host()
+    snapshotter = snapshotter or svc.snapshotter
+    endpoint = svc.registry.endpoint(ref.domain, credentials)
+    progress(Progress(str(ref), RESOLVING))
+    lease = svc.leases.create(ns, labels={"dockyard.images/pull": str(ref)[:200]},
+                              expires_at=time.time_ns() + LEASE_TTL_NS).id
+    jobs = []
+    ok = False
+    try:
+        target, man_desc, image = resolve(svc, ns, ref, endpoint, want, lease, progress)
+        config_data = svc.fetch_small(ns, endpoint, ref.path, image.config, lease)
+        config = parse_config(config_data, len(image.layers), f"config {image.config.digest}")
+        diff_ids = config["rootfs"]["diff_ids"]
+        chains = chain_ids(diff_ids)
+        # which layers need what
+        have_snap = [svc.snapshot_exists(ns, snapshotter, c) for c in chains]
+        top_present = max((i for i, h in enumerate(have_snap) if h), default=-1)
+        taps: dict[int, Tap] = {}
+        futures: dict[int, object] = {}
+        for i, layer in enumerate(image.layers):
+            sid = short_id(layer.digest)
+            need_unpack = i > top_present
+            if svc.content_exists(ns, layer.digest):
+                if not need_unpack:
+                    progress(Progress(sid, EXISTS))
+                continue
+            progress(Progress(sid, WAITING))
+            tap = Tap() if need_unpack else None
+            fut, job, started = svc.fetcher.fetch(ns, endpoint, ref.path, layer, lease, progress,
+                                                  tap)
+            jobs.append(job)
+            futures[i] = fut
+            if started and tap:
+                taps[i] = tap
+        for i, layer in enumerate(image.layers):
+            sid = short_id(layer.digest)
+            if i <= top_present:
+                if i in futures:
+                    futures[i].result()
+                    progress(Progress(sid, EXISTS))
+                continue
+            parent = chains[i - 1] if i else ""
+            if svc.snapshot_exists(ns, snapshotter, chains[i]):  # a concurrent pull did it
+                progress(Progress(sid, EXISTS))
+                continue
+            _unpack(svc, ns, snapshotter, layer, diff_ids[i], chains[i], parent, lease,
+                    taps.get(i), futures.get(i), progress)
+            progress(Progress(sid, DONE))
+        for fut in futures.values():
+            fut.result()
+        name = str(ref) if ref.tag or not ref.digest else str(ref)
+        up_to_date = svc.set_image(ns, name, target)
+        ok = True
+        return PullResult(name, target, man_desc, image.config, up_to_date, chains)
+    finally:
+        for job in jobs:
+            svc.fetcher.release(job)
+        if not ok:
+            for job in jobs:
+                try:
+                    job.future.exception(timeout=60)
+                except Exception:  # noqa: BLE001 (cancelled or still running: gc handles it)
+                    pass
+        svc.end_lease(ns, lease, collect=not ok)
+
+
+def _unpack(svc, ns: str, snapshotter: str, layer: Descriptor, diff_id: str, chain: str,
+            parent: str, lease: str, tap: Tap | None, future, progress: ProgressFn) -> None:
+    sid = short_id(layer.digest)
+    key = f"extract-{uuid.uuid4().hex}-{chain}"
+    mounts = svc.snapshots.prepare(ns, snapshotter, key, parent, lease=lease)
+    committed = False
+    try:
+        root, lowers, overlay = _target(mounts, snapshotter)
+        future_obj = future if future is not None else _Done()  # None: blob in the store
+        reader = ChunkReader(_layer_chunks(tap, future_obj,
+                                           lambda: svc.content.open(ns, layer.digest)))
+        progress(Progress(sid, EXTRACTING, 0, layer.size))
+        compression = mediatypes.compression(layer.media_type)
+        result = apply_layer(_Counting(reader, sid, layer.size, progress), root,
+                             compression=compression, overlay=overlay, parents=lowers,
+                             layer=layer.digest)
+        future_obj.result()  # the blob itself verified
+        if result.diff_id != diff_id:
+            raise LayerError(f"layer {layer.digest}: unpacked content has diff_id "
+                             f"{result.diff_id}, but the image config says {diff_id}")
+        progress(Progress(sid, EXTRACTING, layer.size, layer.size))
+        try:
+            svc.snapshots.commit(ns, snapshotter, chain, key,
+                                 labels={SIZE_LABEL: str(result.size)}, lease=lease)
+            committed = True
+        except AlreadyExists:
+            pass  # another pull committed the same chain first: ours goes
+    finally:
+        if not committed:
+            try:
+                svc.snapshots.remove(ns, snapshotter, key)
+            except NotFound:
+                pass
+
+
+class _Done:
+    def result(self, timeout=None):
+        return None
+
+
+class _Counting:
+    """Reports extraction progress by compressed bytes read."""
+
+    def __init__(self, src: ChunkReader, sid: str, total: int, progress: ProgressFn):
+        self.src, self.sid, self.total, self.progress = src, sid, total, progress
+        self._last = 0.0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.src.read(n)
+        now = time.monotonic()
+        if now - self._last > 0.1:
+            self._last = now
+            self.progress(Progress(self.sid, EXTRACTING, self.src.consumed, self.total))
+        return data
+
+
+def _target(mounts, snapshotter: str) -> tuple[str, list[str], bool]:
+    """(directory to write, lower dirs topmost first, overlay whiteouts?) from mounts."""
+    if len(mounts) != 1:
+        raise InvalidArgument(f"unpack: cannot apply to {len(mounts)} mounts")
+    m = mounts[0]
+    if m.type == "bind":
+        return m.source, [], snapshotter == "overlayfs"
+    if m.type == "overlay":
+        opts = dict(o.split("=", 1) for o in m.options if "=" in o)
+        if "upperdir" not in opts:
+            raise InvalidArgument("unpack: overlay mount without upperdir")
+        lowers = opts.get("lowerdir", "").split(":") if opts.get("lowerdir") else []
+        return opts["upperdir"], lowers, True
+    raise InvalidArgument(f"unpack: unsupported mount type {m.type!r}")

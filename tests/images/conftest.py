@@ -1,0 +1,45 @@
+"""Fixtures for the images tests: registries (helpers.registry) and an in-process
+images service over a fresh managerd root (managerd's real stores, no gRPC)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from dockyard.managerd.config import Config
+from dockyard.managerd.images.service import ImageService
+from helpers.registry import registry, registry_basic, registry_token  # noqa: F401
+
+NS = "test"
+
+
+def make_service(root, snapshotter: str = "overlayfs") -> tuple[object, ImageService]:
+    from dockyard.managerd import services
+    cfg = Config(root=str(root / "root"), state=str(root / "state"),
+                 default_snapshotter=snapshotter)
+    ctx = services.build_context(cfg)
+    svc = ImageService.from_context(ctx)
+    return ctx, svc
+
+
+@pytest.fixture(params=["overlayfs"])
+def svc(request, tmp_path):
+    """A fresh ImageService (its ctx at svc.ctx) on tmp_path."""
+    ctx, service = make_service(tmp_path, request.param)
+    service.ctx = ctx
+    yield service
+    service.close()
+    ctx.close()
+
+
+@pytest.fixture
+def native_svc(tmp_path):
+    ctx, service = make_service(tmp_path, "native")
+    service.ctx = ctx
+    yield service
+    service.close()
+    ctx.close()
+
+
+def blobs_on_disk(svc) -> list[str]:
+    return sorted(os.listdir(svc.content.store.blobs))
