@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import errno
 import resource
-from typing import Any
 
 from dockyard.errdefs import InvalidArgument
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["RLIMITS", "apply", "oom_score_adj", "parse"]
 

@@ -9,9 +9,12 @@ import errno
 import os
 import posixpath
 import time
-from typing import Any
 
 from dockyard.errdefs import InvalidArgument
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["FREEZING", "FROZEN", "THAWED", "Manager", "manager_from_dict", "resolve_path"]
 

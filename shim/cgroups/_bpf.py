@@ -9,9 +9,12 @@ from __future__ import annotations
 import errno
 import os
 import struct
-from typing import Any
 
 from dockyard.shim._sys import consts
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 _ATTR_SIZE = 128  # the kernel accepts a shorter attr if the tail it knows is zero
 _LOG_SIZE = 65536

@@ -11,7 +11,6 @@ from __future__ import annotations
 import errno
 import os
 import time
-from typing import Any
 
 from dockyard.shim.cgroups import _base, devices
 from dockyard.shim.cgroups._base import (
@@ -28,6 +27,10 @@ from dockyard.shim.cgroups._base import (
 from dockyard.shim.cgroups.v1 import _int, _omit_zero
 
 from dockyard.errdefs import InvalidArgument
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["V2Manager", "cpu_weight", "io_weight", "plan", "swap_max"]
 

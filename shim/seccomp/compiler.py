@@ -33,9 +33,12 @@ import errno as _errno
 import importlib
 import os
 import struct
-from typing import Any
 
 from dockyard.errdefs import InvalidArgument
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["ACTIONS", "ARCHES", "FLAGS", "OPERATORS", "compile_filter", "filter_flags",
            "syscall_table"]

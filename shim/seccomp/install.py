@@ -11,9 +11,12 @@ right before execve when noNewPrivileges is set).
 from __future__ import annotations
 
 import errno
-from typing import Any
 
 from dockyard.shim.seccomp.compiler import filter_flags
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["install_filter"]
 
