@@ -1,0 +1,64 @@
+"""`dockyard-managerd`: parse flags into a Config and run the Server.
+
+    dockyard-managerd [--root DIR] [--state DIR] [--address unix:///PATH]
+                      [--log-level LEVEL] [--max-workers N] [--socket-group GID]
+
+Defaults come from dockyard.paths (/var/lib/dockyard/manager,
+/run/dockyard/manager, unix:///run/dockyard/managerd.sock); the socket is
+created with mode 0660. Exit status: 0 after a clean SIGTERM/SIGINT
+shutdown, 1 when start-up fails (logged on stderr).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from dockyard.managerd.config import Config
+
+from dockyard import paths
+
+
+def parse_args(argv: list[str] | None = None) -> Config:
+    env = os.environ.get
+    p = argparse.ArgumentParser(prog="dockyard-managerd",
+                                description="dockyard's manager: content, images, snapshots, "
+                                            "containers and tasks behind a gRPC API")
+    p.add_argument("--root", default=env("DOCKYARD_MANAGER_ROOT", paths.MANAGER_ROOT),
+                   help="persistent state: metadata, content, snapshots (default %(default)s)")
+    p.add_argument("--state", default=env("DOCKYARD_MANAGER_STATE", paths.MANAGER_STATE),
+                   help="volatile state: bundles, fifos, sockets (default %(default)s)")
+    p.add_argument("--address", default=env("DOCKYARD_MANAGER_ADDRESS", paths.MANAGER_ADDRESS),
+                   help="unix socket to listen on (default %(default)s)")
+    p.add_argument("--log-level", default=env("DOCKYARD_LOG_LEVEL", "info"),
+                   choices=["debug", "info", "warning", "error"])
+    p.add_argument("--max-workers", type=int, default=Config.max_workers,
+                   help="gRPC threads (streams hold one each; default %(default)s)")
+    p.add_argument("--socket-group", type=int, default=None,
+                   help="group id owning the socket (mode 0660)")
+    a = p.parse_args(argv)
+    return Config(root=os.path.abspath(a.root), state=os.path.abspath(a.state),
+                  address=a.address, log_level=a.log_level, max_workers=a.max_workers,
+                  socket_gid=a.socket_group)
+
+
+def main(argv: list[str] | None = None) -> int:
+    config = parse_args(argv)
+    logging.basicConfig(level=config.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from dockyard.managerd.server import Server
+
+    try:
+        Server(config).serve()
+    except Exception as err:  # start-up failure: one clear line, details in the log
+        log = logging.getLogger("dockyard.managerd")
+        log.debug("start-up failed", exc_info=True)
+        log.error("start-up failed: %s", err)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,23 @@
+"""managerd's configuration: one dataclass, filled from flags (see __main__.py)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dockyard import paths
+
+__all__ = ["Config"]
+
+
+@dataclass
+class Config:
+    """Where managerd keeps things and listens. Components may add fields (with defaults)."""
+
+    root: str = paths.MANAGER_ROOT  # persistent: metadata.db, content/, snapshots/
+    state: str = paths.MANAGER_STATE  # volatile (tmpfs): bundles, fifos, sockets
+    address: str = paths.MANAGER_ADDRESS  # unix:///path or a bare path
+    socket_mode: int = 0o660
+    socket_gid: int | None = None  # chown the socket to this group when set
+    max_workers: int = 256  # gRPC thread pool: streams (events, wait, attach) hold a thread
+    log_level: str = "info"
+    default_snapshotter: str = "overlayfs"

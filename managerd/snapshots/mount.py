@@ -1,0 +1,85 @@
+"""Mounts returned by snapshotters, and mounting them for callers (tasks, images).
+
+``mount_all(mounts, target)`` runs mount(8) once per mount, which parses
+option strings (bind/rbind/ro, overlay lowerdir=...) the way the kernel and
+util-linux agree on; managerd is threaded, so it never forks itself: mount(8)
+runs through subprocess (fork+exec in C). ``unmount(target)`` undoes it.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import dataclass, field
+
+from dockyard.errdefs import InvalidArgument
+
+__all__ = ["Mount", "mount_all", "unmount", "is_mountpoint"]
+
+
+@dataclass(frozen=True)
+class Mount:
+    type: str  # "overlay" or "bind"
+    source: str
+    options: tuple[str, ...] = field(default_factory=tuple)
+    target: str = ""  # relative to the root being assembled; "" = the root
+
+
+def mount_all(mounts: list[Mount], target: str) -> None:
+    """Mount each mount at target (joined with mount.target); undoes them all on failure.
+
+    Raises:
+        OSError: mount(8) failed; the message carries its stderr.
+    """
+    done: list[str] = []
+    try:
+        for m in mounts:
+            dest = os.path.join(target, m.target.lstrip("/")) if m.target else target
+            opts = list(m.options)
+            args = ["mount"]
+            if m.type == "bind" or "bind" in opts or "rbind" in opts:
+                bind = "rbind" if "rbind" in opts else "bind"
+                rest = [o for o in opts if o not in ("bind", "rbind")]
+                args += [f"--{bind}"] + (["-o", ",".join(rest)] if rest else [])
+            else:
+                args += ["-t", m.type] + (["-o", ",".join(opts)] if opts else [])
+            args += [m.source, dest]
+            proc = subprocess.run(args, capture_output=True, text=True)
+            if proc.returncode != 0:
+                raise OSError(f"mount {m.type} `{m.source}` on `{dest}`: "
+                              f"{proc.stderr.strip() or 'mount(8) failed'}")
+            done.append(dest)
+    except BaseException:
+        for dest in reversed(done):
+            subprocess.run(["umount", dest], capture_output=True)
+        raise
+
+
+def unmount(target: str, lazy: bool = False) -> None:
+    """Unmount everything stacked on target; no error if nothing is mounted there.
+
+    Raises:
+        OSError: umount(8) failed (e.g. busy); the message carries its stderr.
+    """
+    while is_mountpoint(target):
+        args = ["umount"] + (["-l"] if lazy else []) + [target]
+        proc = subprocess.run(args, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise OSError(f"unmount `{target}`: {proc.stderr.strip() or 'umount(8) failed'}")
+
+
+def is_mountpoint(path: str) -> bool:
+    """Whether path is a mount point in this mount namespace (from /proc/self/mountinfo)."""
+    real = os.path.realpath(path)
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            point = line.split(" ")[4].encode().decode("unicode_escape")
+            if point == real:
+                return True
+    return False
+
+
+def to_mount(type_: str, source: str, options: list[str], target: str = "") -> Mount:
+    if not type_:
+        raise InvalidArgument("mount: type is required")
+    return Mount(type_, source, tuple(options), target)
