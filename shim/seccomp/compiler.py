@@ -226,7 +226,7 @@ def _cond_insns(cond: tuple, wide: bool) -> list[list[int]]:
 
 
 def _conditional_block(nr: int, clauses: list[tuple[tuple, int]], fallback: int,
-                       wide: bool) -> list[list[int]]:
+                       wide: bool) -> list[bytes]:
     body: list[list[int]] = []
     for conds, action in clauses:
         clause: list[list[int]] = []
@@ -243,33 +243,44 @@ def _conditional_block(nr: int, clauses: list[tuple[tuple, int]], fallback: int,
         body.extend(clause)
     body.append([_RET, 0, 0, fallback])
     if len(body) <= 255:
-        return [[_JEQ, 0, len(body), nr], *body]
-    return [[_JEQ, 1, 0, nr], [_JA, 0, 0, len(body)], *body]
+        head = [_pack(_JEQ, 0, len(body), nr)]
+    else:
+        head = [_pack(_JEQ, 1, 0, nr), _pack(_JA, 0, 0, len(body))]
+    return head + [_pack(c, jt, jf, k & 0xFFFFFFFF) for c, jt, jf, k in body]
 
 
-def _section(rules: dict[int, list], default: int, wide: bool) -> list[list[int]]:
+def _section(summary: dict[str, list], numbers: dict[str, int], default: int,
+             wide: bool) -> list[bytes]:
     """The checks for one architecture (A holds the syscall number on entry)."""
+    per_nr: dict[int, list] = {}
+    for name, entry in summary.items():
+        nr = numbers.get(name)
+        if nr is None:
+            continue  # unknown names are skipped, as libseccomp does
+        prev = per_nr.get(nr)
+        if prev is None:
+            per_nr[nr] = entry
+        else:  # two names for one number in this table: merge
+            per_nr[nr] = [prev[0] + entry[0], prev[1] if prev[1] is not None else entry[1]]
     plain: dict[int, list[int]] = {}
-    blocks: list[list[int]] = []
-    for nr in sorted(rules):
-        clauses = rules[nr]
-        conditional = [(c, a) for c, a in clauses if c]
-        fallback = next((a for c, a in clauses if not c), default)
-        if not conditional:
-            if fallback != default:
-                plain.setdefault(fallback, []).append(nr)
-            continue
-        blocks.extend(_conditional_block(nr, conditional, fallback, wide))
-    out: list[list[int]] = []
+    out: list[bytes] = []
+    blocks: list[bytes] = []
+    for nr in sorted(per_nr):
+        conds, unconditional = per_nr[nr]
+        fallback = default if unconditional is None else unconditional
+        if conds:
+            blocks.extend(_conditional_block(nr, conds, fallback, wide))
+        elif fallback != default:
+            plain.setdefault(fallback, []).append(nr)
     for action, nrs in plain.items():
         for start in range(0, len(nrs), 255):
             chunk = nrs[start:start + 255]
             n = len(chunk)
-            out.extend([_JEQ, n - j, 0, nr] for j, nr in enumerate(chunk))
-            out.append([_JA, 0, 0, 1])
-            out.append([_RET, 0, 0, action])
+            out.extend([_pack(_JEQ, n - j, 0, nr) for j, nr in enumerate(chunk)])
+            out.append(_pack(_JA, 0, 0, 1))
+            out.append(_pack(_RET, 0, 0, action))
     out.extend(blocks)
-    out.append([_RET, 0, 0, default])
+    out.append(_pack(_RET, 0, 0, default))
     return out
 
 
@@ -321,8 +332,8 @@ def compile_filter(seccomp: dict[str, Any], arch: str | None = None) -> bytes:
             raise InvalidArgument(f"seccomp: unknown architecture {name!r}")
     tables = [t for t in tables if t == native or _has_table(t)]
 
-    # name -> clauses, shared by every arch
-    by_name: dict[str, list[tuple[tuple, int]]] = {}
+    # name -> [conditional clauses [(conds, action)], unconditional action or None]
+    summary: dict[str, list] = {}
     for i, rule in enumerate(seccomp.get("syscalls") or ()):
         where = f"syscalls[{i}]"
         if not isinstance(rule, dict):
@@ -331,59 +342,51 @@ def compile_filter(seccomp: dict[str, Any], arch: str | None = None) -> bytes:
         if not isinstance(names, list) or not names:
             raise InvalidArgument(f"seccomp: {where}.names: a non-empty list is required")
         action = _action(rule.get("action"), rule.get("errnoRet"), where)
-        args = rule.get("args") or []
-        clauses = _parse_args(args, where) if args else [()]
+        args = rule.get("args")
+        clauses = [(c, action) for c in _parse_args(args, where)] if args else None
         for name in names:
-            entry = by_name.setdefault(name, [])
-            for conds in clauses:
-                if not conds:
-                    prior = next((a for c, a in entry if not c), None)
-                    if prior is not None and prior != action:
-                        raise InvalidArgument(f"seccomp: {where}: syscall {name!r} already "
-                                              "has a different unconditional action")
-                    if prior is not None:
-                        continue
-                entry.append((conds, action))
+            entry = summary.get(name)
+            if entry is None:
+                entry = summary[name] = [[], None]
+            if clauses:
+                entry[0] = entry[0] + clauses
+            elif entry[1] is None:
+                entry[1] = action
+            elif entry[1] != action:
+                # libseccomp refuses this too (EEXIST): which one should win?
+                raise InvalidArgument(f"seccomp: {where}: syscall {name!r} already has a "
+                                      "different unconditional action")
 
-    sections: list[tuple[int, list[list[int]]]] = []
-    for table in tables:
-        numbers = syscall_table(table)
-        rules: dict[int, list] = {}
-        for name, clauses in by_name.items():
-            nr = numbers.get(name)
-            if nr is not None:  # unknown names are skipped, as libseccomp does
-                rules.setdefault(nr, []).extend(clauses)
-        sections.append((ARCHES[_scmp(table)][1], _section(rules, default,
-                                                           ARCHES[_scmp(table)][2])))
-
+    sections = [_section(summary, syscall_table(t), default, ARCHES[_scmp(t)][2])
+                for t in tables]
     x32 = next((s for t, s in zip(tables, sections, strict=True) if t == "x32"), None)
-    dispatch: list[tuple[int, list[list[int]]]] = []
-    for table, (token, body) in zip(tables, sections, strict=True):
+    dispatch: list[tuple[int, list[bytes]]] = []
+    for table, body in zip(tables, sections, strict=True):
         if table == "x32":
             continue
-        head = [[_LD_W_ABS, 0, 0, 0]]  # A = seccomp_data.nr
+        head = [_pack(_LD_W_ABS, 0, 0, 0)]  # A = seccomp_data.nr
         if table == "x86_64":
             # x32 syscalls arrive with AUDIT_ARCH_X86_64 and bit 30 set in nr.
             if x32 is not None:
-                head += [[_JGE, 0, 1, _X32_BIT], [_JA, 0, 0, len(body)]]
-                body = body + x32[1]
+                head += [_pack(_JGE, 0, 1, _X32_BIT), _pack(_JA, 0, 0, len(body))]
+                body = body + x32
             else:
-                head += [[_JGE, 0, 1, _X32_BIT], [_RET, 0, 0, _BAD_ARCH]]
-        dispatch.append((token, head + body))
+                head += [_pack(_JGE, 0, 1, _X32_BIT), _pack(_RET, 0, 0, _BAD_ARCH)]
+        dispatch.append((ARCHES[_scmp(table)][1], head + body))
     # LD arch; per section: JEQ token ? (fall into JA section) : (skip the JA)
-    prog: list[list[int]] = [[_LD_W_ABS, 0, 0, 4]]
+    prog: list[bytes] = [_pack(_LD_W_ABS, 0, 0, 4)]
     tail = 0
     for i, (token, body) in enumerate(dispatch):
-        prog.append([_JEQ, 0, 1, token])
-        prog.append([_JA, 0, 0, 2 * (len(dispatch) - i - 1) + 1 + tail])
+        prog.append(_pack(_JEQ, 0, 1, token))
+        prog.append(_pack(_JA, 0, 0, 2 * (len(dispatch) - i - 1) + 1 + tail))
         tail += len(body)
-    prog.append([_RET, 0, 0, _BAD_ARCH])
+    prog.append(_pack(_RET, 0, 0, _BAD_ARCH))
     for _, body in dispatch:
         prog.extend(body)
     if len(prog) > _MAX_INSNS:
         raise InvalidArgument(f"seccomp: the profile compiles to {len(prog)} BPF "
                               f"instructions, above the kernel's limit of {_MAX_INSNS}")
-    return b"".join([_pack(c, jt, jf, k & 0xFFFFFFFF) for c, jt, jf, k in prog])
+    return b"".join(prog)
 
 
 def _scmp(table: str) -> str:
