@@ -69,6 +69,7 @@ class _Runtime:
     backoff: float = 0.0
     exited: asyncio.Event = field(default_factory=asyncio.Event)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    pending_attach: list[tuple[asyncio.Event, asyncio.Event]] = field(default_factory=list)
 
 
 def _start_error_code(message: str) -> int:
@@ -334,6 +335,7 @@ class Daemon:
                 pass
             await self.manager.create_task(c.id, rootfs, io)
             rt.exited = asyncio.Event()
+            await self._open_pending_attaches(c)
             pid = await self.manager.start_task(c.id)
         except errdefs.EngineError as err:
             message = str(err)
@@ -354,6 +356,25 @@ class Daemon:
         self._event(c, "start")
         self._watch(c)
         self._start_health(c)
+
+    async def _open_pending_attaches(self, c: Container) -> None:
+        """Let attach requests that came before start subscribe between task create and
+        start, so they see every byte (docker run attaches before it starts)."""
+        rt = self.rt(c.id)
+        pending, rt.pending_attach = rt.pending_attach, []
+        for created, _ in pending:
+            created.set()
+        for _, ready in pending:
+            try:
+                await asyncio.wait_for(ready.wait(), 5)
+            except TimeoutError:
+                log.warning("attach did not subscribe in time container_id=%s", c.id)
+
+    def attach_gate(self, c: Container) -> tuple[asyncio.Event, asyncio.Event]:
+        """(created, ready): created fires once the task exists; set ready once subscribed."""
+        gate = (asyncio.Event(), asyncio.Event())
+        self.rt(c.id).pending_attach.append(gate)
+        return gate
 
     def _watch(self, c: Container) -> None:
         rt = self.rt(c.id)
@@ -728,10 +749,13 @@ class Daemon:
             await self.manager.exec_process(c.id, exec_id, process, ProcessIO())
 
             async def run() -> int:
-                stream = self.manager.attach(c.id, exec_id, None, True, True)
-                await self.manager.start_process(c.id, exec_id)
-                async for _, data in stream:
-                    chunks.append(data)
+                session = await self.manager.attach(c.id, exec_id, stdout=True, stderr=True)
+                try:
+                    await self.manager.start_process(c.id, exec_id)
+                    async for _, data in session.frames():
+                        chunks.append(data)
+                finally:
+                    await session.close()
                 return (await self.manager.wait_task(c.id, exec_id)).code
 
             code = await asyncio.wait_for(run(), timeout)
@@ -827,6 +851,11 @@ class Daemon:
 
     async def exec_run(self, rec: ExecRecord, c: Container) -> int:
         """Start a prepared exec and wait for it; returns its exit code."""
+        await self.exec_begin(rec, c)
+        return await self.exec_finish(rec, c)
+
+    async def exec_begin(self, rec: ExecRecord, c: Container) -> None:
+        """Start a prepared exec (errors are the start errors: not found, permission)."""
         try:
             rec.pid = await self.manager.start_process(c.id, rec.id)
         except errdefs.EngineError as err:
@@ -838,6 +867,9 @@ class Daemon:
             raise
         rec.running = True
         self._event(c, f"exec_start: {' '.join(rec.config.get('Cmd') or [])}", execID=rec.id)
+
+    async def exec_finish(self, rec: ExecRecord, c: Container) -> int:
+        """Wait for a started exec, clean it up, return its exit code."""
         try:
             status = await self.manager.wait_task(c.id, rec.id)
             rec.exit_code = status.code

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 __all__ = ["ImageInfo", "ContainerInfo", "TaskInfo", "ExitStatus", "Mount", "ProcessIO",
-           "Manager", "NAMESPACE"]
+           "Manager", "AttachSession", "NAMESPACE"]
 
 NAMESPACE = "moby"  # the managerd namespace apid keeps its objects in (dockerd's name)
 
@@ -82,6 +82,18 @@ class ProcessIO:
     log_path: str = ""  # json-file log (containers only); "" for execs
 
 
+class AttachSession(Protocol):
+    """One attachment to a process's stdio (the monitor fans output out to sessions)."""
+
+    def frames(self) -> AsyncIterator[tuple[int, bytes]]:
+        """(1=stdout | 2=stderr, bytes) until the process's output closes."""
+        ...
+
+    async def write(self, data: bytes) -> None: ...
+    async def close_stdin(self) -> None: ...
+    async def close(self) -> None: ...
+
+
 class Manager(Protocol):
     """managerd as apid sees it. Raises dockyard.errdefs errors."""
 
@@ -121,7 +133,10 @@ class Manager(Protocol):
     async def metrics(self, container_id: str) -> dict[str, Any]: ...
     async def resize(self, container_id: str, exec_id: str, width: int, height: int) -> None: ...
     async def close_stdin(self, container_id: str, exec_id: str = "") -> None: ...
-    def attach(self, container_id: str, exec_id: str, stdin: AsyncIterator[bytes] | None,
-               stdout: bool, stderr: bool) -> AsyncIterator[tuple[int, bytes]]: ...
+    async def attach(self, container_id: str, exec_id: str = "", *, stdin: bool = False,
+                     stdout: bool = True, stderr: bool = True) -> AttachSession:
+        """Subscribe to a created (or running) process's stdio; output produced after this
+        returns is delivered (attach before start loses nothing)."""
+        ...
 
     async def close(self) -> None: ...

@@ -1,0 +1,1 @@
+"""HTTP routes of the Docker Engine API, one module per object (thin: parse, call, render)."""

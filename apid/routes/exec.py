@@ -1,0 +1,93 @@
+"""Exec routes: create, start (hijacked unless Detach), resize, inspect."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from dockyard.apid import attach as attach_mod
+from dockyard.apid.deps import DaemonDep, api_version
+from dockyard.apid.hijack import hijack
+from dockyard.apid.routes.containers import _upgrade_requested, stream_content_type
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict
+
+from dockyard import errdefs
+
+router = APIRouter(tags=["exec"])
+
+
+class ExecConfig(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    AttachStdin: bool | None = None
+    AttachStdout: bool | None = None
+    AttachStderr: bool | None = None
+    DetachKeys: str | None = None
+    Tty: bool | None = None
+    Env: list[str] | None = None
+    Cmd: list[str] | None = None
+    Privileged: bool | None = None
+    User: str | None = None
+    WorkingDir: str | None = None
+    ConsoleSize: list[int] | None = None
+
+
+class ExecStart(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    Detach: bool | None = None
+    Tty: bool | None = None
+    ConsoleSize: list[int] | None = None
+
+
+@router.post("/containers/{ref}/exec", status_code=201)
+async def exec_create(ref: str, body: ExecConfig, *, daemon: DaemonDep) -> JSONResponse:
+    exec_id = daemon.exec_create(ref, body.model_dump(exclude_none=True))
+    return JSONResponse({"Id": exec_id}, status_code=201)
+
+
+@router.post("/exec/{exec_id}/start")
+async def exec_start(request: Request, exec_id: str, *, daemon: DaemonDep) -> Response:
+    raw_body = await request.body()
+    body = ExecStart.model_validate_json(raw_body) if raw_body.strip() else ExecStart()
+    rec, c = await daemon.exec_prepare(exec_id)
+    cfg = rec.config
+    tty = bool(cfg.get("Tty"))
+    if body.Detach:
+        async def run() -> None:
+            with contextlib.suppress(errdefs.EngineError):
+                await daemon.exec_run(rec, c)
+        asyncio.get_running_loop().create_task(run())
+        return Response(status_code=200)
+    want_in = bool(cfg.get("AttachStdin"))
+    session = await daemon.manager.attach(c.id, rec.id, stdin=want_in,
+                                          stdout=bool(cfg.get("AttachStdout", True)),
+                                          stderr=bool(cfg.get("AttachStderr", True)))
+    try:
+        await daemon.exec_begin(rec, c)
+    except BaseException:
+        await session.close()
+        raise
+    runner = asyncio.get_running_loop().create_task(daemon.exec_finish(rec, c))
+    raw = await hijack(request.scope, [(b"content-type", stream_content_type(
+        tty, api_version(request)))], _upgrade_requested(request))
+    await attach_mod.pump(raw, session, tty=tty, stdin=want_in, stdin_once=True,
+                          detach_keys=attach_mod.parse_detach_keys(cfg.get("DetachKeys")))
+    # the CLI reads ExitCode right after the stream ends: let the exit be recorded first
+    with contextlib.suppress(errdefs.EngineError, TimeoutError):
+        await asyncio.wait_for(asyncio.shield(runner), 5)
+    return Response()
+
+
+@router.post("/exec/{exec_id}/resize")
+async def exec_resize(exec_id: str, h: int = 0, w: int = 0, *, daemon: DaemonDep) -> Response:
+    rec = daemon.get_exec(exec_id)
+    if not rec.running:
+        raise errdefs.FailedPrecondition(f"Exec {exec_id} is not running")
+    await daemon.manager.resize(rec.container_id, exec_id, w, h)
+    return Response(status_code=200)
+
+
+@router.get("/exec/{exec_id}/json")
+async def exec_inspect(exec_id: str, *, daemon: DaemonDep) -> dict:
+    return daemon.get_exec(exec_id).to_docker()
