@@ -12,9 +12,16 @@ from __future__ import annotations
 
 import ctypes
 import os
-from typing import Protocol
 
 from dockyard.shim._sys import consts
+
+# `typing` costs ~10 ms at import (it loads `re`); the protocol only matters to
+# type checkers, so at run time it is a plain base class.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Protocol
+else:
+    Protocol = object
 
 __all__ = ["Syscalls", "LinuxSyscalls", "default"]
 
@@ -38,6 +45,8 @@ class Syscalls(Protocol):
     def seccomp_prctl(self, program: bytes) -> None: ...
     def bpf(self, cmd: int, attr: bytearray) -> int: ...
     def address_of(self, data: bytes | bytearray) -> tuple[int, object]: ...
+    def mknod(self, path: str, mode: int, device: int = 0) -> None: ...
+    def chroot(self, path: str) -> None: ...
 
 
 def _check(ret: int, path: str | None = None) -> int:
@@ -150,6 +159,12 @@ class LinuxSyscalls:
         buf = (ctypes.c_char * len(attr)).from_buffer(attr)
         return _check(self._libc.syscall(consts.SYS_bpf, ctypes.c_int(cmd), buf,
                                          ctypes.c_uint(len(attr))))
+
+    def mknod(self, path: str, mode: int, device: int = 0) -> None:
+        os.mknod(path, mode, device)
+
+    def chroot(self, path: str) -> None:
+        os.chroot(path)
 
     @staticmethod
     def address_of(data: bytes | bytearray) -> tuple[int, object]:

@@ -1,0 +1,218 @@
+"""The forked child of `create` (the container's init) and of `exec`.
+
+Owns what runs in the child between fork and execve: namespaces (new or
+joined by path), the rootfs (rootfs.py), hostname, sysctls, masked and
+read-only paths, the terminal, the process setup (process.py), the exec
+fifo wait. Every failure is sent to the parent as one `error` message (see
+sync.py for the exchange) and the child exits; it never returns into the
+shim's command code. It must not write state.json or touch cgroups: the
+parent does both.
+
+The pid namespace is not here: unshare(CLONE_NEWPID)/setns only affect
+children, so the parent enters it right before fork (the child is then pid 1).
+"""
+
+from __future__ import annotations
+
+import os
+
+from dockyard.shim import process as proc
+from dockyard.shim import rootfs
+from dockyard.shim._sys import consts
+from dockyard.shim.sync import Channel, Msg
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import _socket
+
+    from dockyard.shim._sys.syscalls import Syscalls
+
+__all__ = ["InitContext", "ExecContext", "run_child", "CLONE_FLAGS", "describe"]
+
+# OCI namespace type -> clone flag (pid is handled by the parent)
+CLONE_FLAGS = {"network": consts.CLONE_NEWNET, "mount": consts.CLONE_NEWNS,
+               "ipc": consts.CLONE_NEWIPC, "uts": consts.CLONE_NEWUTS,
+               "cgroup": consts.CLONE_NEWCGROUP, "pid": consts.CLONE_NEWPID,
+               "user": consts.CLONE_NEWUSER}
+_SIGKILL = 9
+
+
+def describe(err: BaseException) -> str:
+    """One line for the error report: the message without Python's decorations."""
+    if isinstance(err, OSError) and err.strerror:
+        text = err.strerror[:1].lower() + err.strerror[1:]
+        return f"{err.filename}: {text}" if err.filename else text
+    return str(err) or type(err).__name__
+
+
+class InitContext:
+    """What the init child needs, prepared by the parent before fork."""
+
+    __slots__ = ("config", "bundle", "rootfs", "fifo_fd", "no_pivot", "console",
+                 "cgroup_paths")
+
+    def __init__(self, config: dict, bundle: str, rootfs_path: str, fifo_fd: int,
+                 no_pivot: bool = False, console: _socket.socket | None = None,
+                 cgroup_paths: dict[str, str] | None = None) -> None:
+        self.config = config
+        self.bundle = bundle
+        self.rootfs = rootfs_path
+        self.fifo_fd = fifo_fd
+        self.no_pivot = no_pivot
+        self.console = console
+        self.cgroup_paths = cgroup_paths or {}
+
+
+class ExecContext:
+    """What an exec child needs: open namespace fds (type -> fd) and the process."""
+
+    __slots__ = ("ns_fds", "process", "seccomp", "console")
+
+    def __init__(self, ns_fds: dict[str, int], process: dict, seccomp: dict | None,
+                 console: _socket.socket | None = None) -> None:
+        self.ns_fds = ns_fds
+        self.process = process
+        self.seccomp = seccomp
+        self.console = console
+
+
+def run_child(sc: Syscalls, chan: Channel, ctx: InitContext | ExecContext) -> None:
+    """The child's whole life; never returns (execve or os._exit)."""
+    code = 1
+    try:
+        proc.reset_signals()
+        # die with the parent until it has let go of us (runc sets the same)
+        sc.prctl(consts.PR_SET_PDEATHSIG, _SIGKILL)
+        msg = chan.recv()
+        if msg is None or msg.get("type") != Msg.PROCEED:
+            os._exit(1)
+        if isinstance(ctx, InitContext):
+            _init(sc, chan, ctx)
+        else:
+            _exec(sc, ctx)
+    except BaseException as err:  # noqa: BLE001 - every failure must reach the parent
+        if isinstance(err, proc.ExecError):
+            code = 127 if err.errno == 2 else 126
+        try:
+            chan.send(Msg.ERROR, msg=describe(err))
+        except OSError:
+            pass
+    os._exit(code)
+
+
+def _namespaces(sc: Syscalls, namespaces: list[dict]) -> int:
+    """Join the namespaces given by path, unshare the new ones; returns the new flags."""
+    flags = 0
+    for ns in namespaces:
+        kind = ns["type"]
+        if kind in ("pid", "user"):
+            continue
+        path = ns.get("path")
+        if path:
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError as err:
+                raise OSError(err.errno, f"open {kind} namespace {path}: "
+                                         f"{(err.strerror or '').lower()}") from None
+            try:
+                sc.setns(fd, CLONE_FLAGS[kind])
+            except OSError as err:
+                raise OSError(err.errno, f"join {kind} namespace {path}: "
+                                         f"{(err.strerror or '').lower()}") from None
+            finally:
+                os.close(fd)
+        else:
+            flags |= CLONE_FLAGS[kind]
+    if flags:
+        try:
+            sc.unshare(flags)
+        except OSError as err:
+            raise OSError(err.errno, f"unshare namespaces {flags:#x}: "
+                                     f"{(err.strerror or '').lower()}") from None
+    return flags
+
+
+def _init(sc: Syscalls, chan: Channel, ctx: InitContext) -> None:
+    config = ctx.config
+    linux = config.get("linux") or {}
+    process = config["process"]
+    os.setsid()
+    namespaces = linux.get("namespaces") or []
+    _namespaces(sc, namespaces)
+    os.umask(0)
+    types = {ns["type"] for ns in namespaces}
+    view = rootfs.CgroupView.from_host(ctx.cgroup_paths, "cgroup" in types)
+    rootfs.set_propagation(sc, linux.get("rootfsPropagation"))
+    rootfs.bind_rootfs(sc, ctx.rootfs)
+    mounts = config.get("mounts") or []
+    rootfs.mount_all(sc, ctx.rootfs, ctx.bundle, mounts, view)
+    dev_bound = any(m["destination"].rstrip("/") == "/dev" and
+                    (m.get("type") == "bind" or "bind" in (m.get("options") or ()) or
+                     "rbind" in (m.get("options") or ())) for m in mounts)
+    rootfs.create_devices(sc, ctx.rootfs, linux.get("devices") or [], defaults=not dev_bound)
+    terminal = bool(process.get("terminal"))
+    if not dev_bound:
+        rootfs.dev_symlinks(ctx.rootfs, terminal)
+    if "uts" in types:
+        if config.get("hostname"):
+            sc.sethostname(config["hostname"])
+        if config.get("domainname"):
+            sc.setdomainname(config["domainname"])
+    if ctx.no_pivot:
+        rootfs.move_root(sc, ctx.rootfs)
+    else:
+        rootfs.pivot_root(sc, ctx.rootfs)
+    if terminal:
+        if ctx.console is None:
+            raise OSError(22, "process.terminal is true but no --console-socket was given")
+        slave = proc_terminal(ctx.console, process.get("consoleSize"))
+        if os.path.exists("/dev/console"):
+            sc.mount(slave, "/dev/console", None, consts.MS_BIND)
+    rootfs.write_sysctls(linux.get("sysctl") or {})
+    rootfs.readonly_paths(sc, linux.get("readonlyPaths") or [])
+    rootfs.mask_paths(sc, linux.get("maskedPaths") or [])
+    if (config.get("root") or {}).get("readonly"):
+        rootfs.readonly_root(sc)
+    prepared = proc.prepare(sc, process, linux.get("seccomp"))
+    sc.prctl(consts.PR_SET_PDEATHSIG, 0)
+    chan.send(Msg.READY)
+    # Block until `start` opens the fifo for reading (runc's exec.fifo). The fd
+    # is O_PATH, opened by the parent on the host path; reopening it through
+    # /proc/self/fd works after pivot_root and the user switch.
+    fd = os.open(f"/proc/self/fd/{ctx.fifo_fd}", os.O_WRONLY | os.O_CLOEXEC)
+    os.write(fd, b"0")
+    os.close(fd)
+    os.close(ctx.fifo_fd)
+    proc.finish(sc, prepared)
+
+
+def proc_terminal(sock: _socket.socket, size: dict | None) -> str:
+    from dockyard.shim.console import setup_terminal  # preloaded before fork
+    return setup_terminal(sock, size)
+
+
+# join order: the cgroup namespace after the cgroup itself (done by the parent),
+# the mount namespace last because it changes root and cwd
+_JOIN_ORDER = ("ipc", "uts", "network", "cgroup", "mount")
+
+
+def _exec(sc: Syscalls, ctx: ExecContext) -> None:
+    for kind in _JOIN_ORDER:
+        fd = ctx.ns_fds.get(kind)
+        if fd is None:
+            continue
+        try:
+            sc.setns(fd, CLONE_FLAGS[kind])
+        except OSError as err:
+            raise OSError(err.errno, f"join the container's {kind} namespace: "
+                                     f"{(err.strerror or '').lower()}") from None
+        os.close(fd)
+    process = ctx.process
+    if process.get("terminal"):
+        os.setsid()
+        if ctx.console is None:
+            raise OSError(22, "process.terminal is true but no --console-socket was given")
+        proc_terminal(ctx.console, process.get("consoleSize"))
+    prepared = proc.prepare(sc, process, ctx.seccomp)
+    sc.prctl(consts.PR_SET_PDEATHSIG, 0)
+    proc.finish(sc, prepared)
