@@ -32,6 +32,12 @@ class CLIError(Exception):
 class DockyardParser(argparse.ArgumentParser):
     """argparse with docker's wording and exit code for bad usage (125)."""
 
+    out: Any = None  # where --help goes (the command's stdout)
+
+    def _print_message(self, message: str, file: Any = None) -> None:
+        if message:
+            (file if file not in (None, sys.stdout) else (self.out or sys.stdout)).write(message)
+
     def error(self, message: str) -> NoReturn:
         hint = ""
         if "unrecognized arguments:" in message:
@@ -121,6 +127,7 @@ class Context:
     def dispatch(self, module: Any, verb: str, args: list[str]) -> int:
         """Parse args for verb with module's parsers, run it, map failures to exit codes."""
         self.verb = verb
+        DockyardParser.out = self.out
         root = DockyardParser(prog="dockyard", add_help=False, allow_abbrev=False)
         subparsers = root.add_subparsers(dest="verb", parser_class=DockyardParser)
         module.register(subparsers)
