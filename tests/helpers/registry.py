@@ -43,7 +43,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-__all__ = ["Registry", "TokenServer", "start_registry", "free_port",
+__all__ = ["Registry", "TokenServer", "Proxy", "start_registry", "free_port",
            "registry", "registry_basic", "registry_token", "USERNAME", "PASSWORD"]
 
 REGISTRY_BIN = "/usr/bin/docker-registry"
@@ -148,6 +148,78 @@ class TokenServer:
         token = f"{signing_input}.{_b64url(sig)}"
         return {"token": token, "access_token": token, "expires_in": 300,
                 "issued_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))}
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class Proxy:
+    """A plain-HTTP proxy in front of a registry that can misbehave on blob downloads.
+
+    ``cut_after``: send only this many body bytes of blob GETs longer than that (``cuts`` times),
+    then drop the connection; ``delay``: seconds to sleep per 64 KiB of blob body
+    (a slow link). Records (method, path, Range header) in ``requests``.
+    Use ``proxy.host`` in references instead of the registry's.
+    """
+
+    def __init__(self, upstream: str, cut_after: int | None = None, cuts: int = 1,
+                 delay: float = 0.0):
+        self.upstream, self.cut_after, self.cuts, self.delay = upstream, cut_after, cuts, delay
+        self.requests: list[tuple[str, str, str | None]] = []
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def _forward(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                proxy.requests.append((self.command, self.path, self.headers.get("Range")))
+                headers = {k: v for k, v in self.headers.items()
+                           if k.lower() not in ("host", "connection", "content-length")}
+                with httpx.Client(timeout=60) as c:
+                    with c.stream(self.command, proxy.upstream + self.path, headers=headers,
+                                  content=body) as resp:
+                        self.send_response(resp.status_code)
+                        for k, v in resp.headers.multi_items():
+                            if k.lower() not in ("connection", "transfer-encoding",
+                                                 "content-encoding"):
+                                self.send_header(k, v)
+                        self.end_headers()
+                        if self.command == "HEAD":
+                            return
+                        is_blob = "/blobs/sha256:" in self.path and self.command == "GET"
+                        cut = None
+                        if is_blob and proxy.cut_after is not None and proxy.cuts > 0:
+                            cut = proxy.cut_after
+                        sent = 0
+                        for chunk in resp.iter_raw(65536):
+                            if cut is not None and sent + len(chunk) > cut:
+                                proxy.cuts -= 1
+                                self.wfile.write(chunk[:cut - sent])
+                                self.wfile.flush()
+                                self.close_connection = True
+                                self.connection.shutdown(socket.SHUT_RDWR)
+                                return
+                            self.wfile.write(chunk)
+                            sent += len(chunk)
+                            if is_blob and proxy.delay:
+                                time.sleep(proxy.delay)
+
+            do_GET = do_HEAD = do_PUT = do_POST = do_PATCH = do_DELETE = _forward  # noqa: N815
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.host = f"127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def blob_gets(self, digest: str) -> list[str | None]:
+        """The Range headers of every GET of that blob so far."""
+        return [r for m, p, r in self.requests if m == "GET" and p.endswith(f"/blobs/{digest}")]
 
     def close(self) -> None:
         self.httpd.shutdown()
