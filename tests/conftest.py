@@ -36,7 +36,7 @@ def shim_bin(tmp_path_factory) -> str:
     """An executable dockyard-shim that runs this checkout's source, as installed ones do
     (python -I -S), so managerd and the benchmarks can exec it by path."""
     path = tmp_path_factory.mktemp("bin") / "dockyard-shim"
-    path.write_text(f"#!{sys.executable} -I -S\n"
+    path.write_text(f"#!{sys.executable} -IS\n"
                     f"import sys\nsys.path.insert(0, {str(REPO / 'src')!r})\n"
                     "from dockyard.shim.cli import main\nsys.exit(main())\n")
     path.chmod(0o755)
