@@ -64,7 +64,7 @@ def own_cgroups(pid: int | str = "self") -> dict[str, str]:
 def write_file(path: str, value: str) -> None:
     """Write one value to a cgroup control file (which must exist)."""
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        fd = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
     except OSError as err:
         if err.errno == errno.ENOENT:
             raise OSError(err.errno, f"cgroup file {path} does not exist "
