@@ -3,7 +3,7 @@
 Owns the boundary between Docker semantics (apid) and the containerd-like
 manager: routes and the daemon call only these methods; `grpc_manager.py`
 implements them over managerd's gRPC services (errors arrive as errdefs),
-`tests/apid/fakes.py` implements them in memory. Must not contain Docker
+`tests/fakes/apid_manager.py` implements them in memory. Must not contain Docker
 behaviour (restart policies, names, JSON shapes).
 """
 
