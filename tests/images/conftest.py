@@ -43,3 +43,19 @@ def native_svc(tmp_path):
 
 def blobs_on_disk(svc) -> list[str]:
     return sorted(os.listdir(svc.content.store.blobs))
+
+
+@pytest.fixture
+def new_service(tmp_path):
+    """A factory of more services on fresh roots (closed at teardown)."""
+    made = []
+
+    def make(snapshotter: str = "overlayfs") -> ImageService:
+        ctx, service = make_service(tmp_path / f"extra{len(made)}", snapshotter)
+        service.ctx = ctx
+        made.append((ctx, service))
+        return service
+    yield make
+    for ctx, service in made:
+        service.close()
+        ctx.close()
