@@ -39,6 +39,7 @@ class Server:
         self.health = None
         self.service_names: list[str] = []
         self._stop = threading.Event()
+        self._owns_socket = False  # never remove a socket another daemon listens on
         self.socket_path = os.path.abspath(unix_path(config.address))
 
     def startup(self) -> None:
@@ -73,6 +74,7 @@ class Server:
         if self.config.socket_gid is not None:
             os.chown(self.socket_path, -1, self.config.socket_gid)
         self.grpc_server = server
+        self._owns_socket = True
         log.info("managerd serving address=unix://%s root=%s state=%s services=%d",
                  self.socket_path, self.config.root, self.config.state, len(self.service_names))
 
@@ -123,6 +125,8 @@ class Server:
         if self.ctx is not None:
             self.ctx.close()
             self.ctx = None
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.socket_path)
+        if self._owns_socket:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.socket_path)
+            self._owns_socket = False
         log.info("managerd stopped")
