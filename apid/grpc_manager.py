@@ -37,6 +37,8 @@ from dockyard.protos.services.snapshots.v1 import snapshots_pb2 as spb
 from dockyard.protos.services.snapshots.v1 import snapshots_pb2_grpc as sgrpc
 from dockyard.protos.services.tasks.v1 import tasks_pb2 as tpb
 from dockyard.protos.services.tasks.v1 import tasks_pb2_grpc as tgrpc
+from dockyard.protos.services.transfer.v1 import transfer_pb2 as xpb
+from dockyard.protos.services.transfer.v1 import transfer_pb2_grpc as xgrpc
 from google.protobuf import field_mask_pb2
 
 from dockyard import errdefs
@@ -157,6 +159,7 @@ class GrpcManager:
         self.content = ctgrpc.ContentStub(self.channel)
         self.snapshots = sgrpc.SnapshotsStub(self.channel)
         self.tasks = tgrpc.TasksStub(self.channel)
+        self.transfer = xgrpc.TransferStub(self.channel)
         self._configs: dict[str, tuple[str, dict, list[str], int]] = {}
 
     def md(self) -> list[tuple[str, str]]:
@@ -456,3 +459,147 @@ class GrpcManager:
             call.cancel()
             raise errdefs.FailedPrecondition(f"attach to {container_id} was not accepted")
         return _Session(call, queue)
+
+    # --- transfer (images engineer's service) ------------------------------------------
+
+    @staticmethod
+    def _creds(auth: dict[str, Any]) -> xpb.Credentials:
+        return xpb.Credentials(username=auth.get("username") or "",
+                               password=auth.get("password") or "",
+                               identity_token=auth.get("identitytoken") or "",
+                               registry_token=auth.get("registrytoken") or "")
+
+    async def pull(self, ref: str, auth: dict[str, Any], platform: str = ""
+                   ) -> AsyncIterator[dict[str, Any]]:
+        """Docker's pull progress objects (errors before the first one raise)."""
+        from dockyard.apid.progress import PullRenderer
+
+        renderer = PullRenderer(ref)
+        call = self.transfer.Pull(xpb.PullRequest(reference=ref, platform=platform,
+                                                  credentials=self._creds(auth)),
+                                  metadata=self.md())
+        with _mapped(f"pull {ref}"):
+            while True:
+                msg = await call.read()
+                if msg is grpc.aio.EOF:
+                    return
+                for obj in renderer.render(msg):
+                    yield obj
+
+    async def push(self, name: str, reference: str, auth: dict[str, Any]
+                   ) -> AsyncIterator[dict[str, Any]]:
+        from dockyard.apid.progress import PushRenderer
+
+        renderer = PushRenderer(reference or name)
+        call = self.transfer.Push(xpb.PushRequest(name=name, reference=reference,
+                                                  credentials=self._creds(auth)),
+                                  metadata=self.md())
+        with _mapped(f"push {name}"):
+            while True:
+                msg = await call.read()
+                if msg is grpc.aio.EOF:
+                    return
+                for obj in renderer.render(msg):
+                    yield obj
+
+    async def image_summaries(self, all_images: bool = False) -> list[dict[str, Any]]:
+        with _mapped("list images"):
+            resp = await self.transfer.List(xpb.ListImagesRequest(all=all_images),
+                                            metadata=self.md())
+        return [{"Id": i.id, "ParentId": "", "RepoTags": list(i.repo_tags),
+                 "RepoDigests": list(i.repo_digests), "Created": i.created, "Size": i.size,
+                 "SharedSize": -1, "VirtualSize": i.size, "Labels": dict(i.labels),
+                 "Containers": i.containers} for i in resp.images]
+
+    async def image_inspect(self, name: str) -> dict[str, Any]:
+        with _mapped(f"inspect {name}"):
+            resp = await self.transfer.Inspect(xpb.InspectRequest(name=name), metadata=self.md())
+        return json.loads(resp.json)
+
+    async def image_history(self, name: str) -> list[dict[str, Any]]:
+        with _mapped(f"history of {name}"):
+            resp = await self.transfer.History(xpb.HistoryRequest(name=name), metadata=self.md())
+        return [{"Id": e.id, "Created": e.created, "CreatedBy": e.created_by,
+                 "Tags": list(e.tags) or None, "Size": e.size, "Comment": e.comment}
+                for e in resp.entries]
+
+    async def tag_image(self, source: str, target: str) -> str:
+        with _mapped(f"tag {source}"):
+            resp = await self.transfer.Tag(xpb.TagRequest(source=source, target=target),
+                                           metadata=self.md())
+        return resp.name
+
+    async def remove_image(self, name: str, force: bool = False) -> list[dict[str, str]]:
+        with _mapped(f"remove {name}"):
+            resp = await self.transfer.Remove(xpb.RemoveRequest(name=name, force=force),
+                                              metadata=self.md())
+        return [{"Untagged": i.untagged} if i.untagged else {"Deleted": i.deleted}
+                for i in resp.items]
+
+    async def prune_images(self, all_images: bool = False) -> tuple[list[dict[str, str]], int]:
+        with _mapped("prune images"):
+            resp = await self.transfer.Prune(xpb.PruneRequest(all=all_images),
+                                             metadata=self.md())
+        items = [{"Untagged": i.untagged} if i.untagged else {"Deleted": i.deleted}
+                 for i in resp.items]
+        return items, int(resp.space_reclaimed)
+
+    async def save(self, names: list[str]) -> AsyncIterator[bytes]:
+        call = self.transfer.Save(xpb.SaveRequest(names=names), metadata=self.md())
+        with _mapped("save"):
+            while True:
+                msg = await call.read()
+                if msg is grpc.aio.EOF:
+                    return
+                yield msg.data
+
+    async def load(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[dict[str, Any]]:
+        async def requests():
+            async for data in chunks:
+                yield xpb.Chunk(data=data)
+
+        call = self.transfer.Load(requests(), metadata=self.md())
+        with _mapped("load"):
+            while True:
+                msg = await call.read()
+                if msg is grpc.aio.EOF:
+                    return
+                if msg.HasField("loaded"):
+                    for name in msg.loaded.names:
+                        yield {"stream": f"Loaded image: {name}\n"}
+                    for image_id in msg.loaded.ids:
+                        yield {"stream": f"Loaded image ID: {image_id}\n"}
+                elif msg.id:
+                    yield {"status": msg.status.capitalize(), "progressDetail": {},
+                           "id": msg.id}
+
+    async def import_image(self, chunks: AsyncIterator[bytes], reference: str,
+                           changes: list[str], message: str, platform: str) -> dict[str, str]:
+        async def requests():
+            yield xpb.ImportRequest(reference=reference, changes=changes, message=message,
+                                    platform=platform)
+            async for data in chunks:
+                yield xpb.ImportRequest(data=data)
+
+        with _mapped("import"):
+            resp = await self.transfer.Import(requests(), metadata=self.md())
+        return {"id": resp.id, "name": resp.name}
+
+    async def export(self, container_id: str) -> AsyncIterator[bytes]:
+        call = self.transfer.Export(xpb.ExportRequest(container_id=container_id),
+                                    metadata=self.md())
+        with _mapped(f"export {container_id}"):
+            while True:
+                msg = await call.read()
+                if msg is grpc.aio.EOF:
+                    return
+                yield msg.data
+
+    async def commit(self, container_id: str, reference: str, author: str, comment: str,
+                     changes: list[str], config: dict[str, Any] | None) -> str:
+        with _mapped(f"commit {container_id}"):
+            resp = await self.transfer.Commit(xpb.CommitRequest(
+                container_id=container_id, reference=reference, author=author, comment=comment,
+                changes=changes, config_json=json.dumps(config).encode() if config else b""),
+                metadata=self.md())
+        return resp.id

@@ -1,29 +1,37 @@
-"""Image routes: list, inspect, pull (POST /images/create), tag, remove, history.
+"""Image routes over managerd's Transfer service (docker-api-flow.md §7).
 
-Pulls stream Docker's JSON progress lines; errors after the stream began are
-sent in-stream as `{"errorDetail": {"message"}, "error"}` (docker-api-flow.md §7).
-The work is done by managerd (images engineer's Transfer service) through the
-Manager interface's `pull`, `tag_image`, `delete_image`.
+list, inspect, history, pull and import (POST /images/create), push, tag,
+remove, prune, save (GET /images/get, /images/{name}/get), load and commit.
+Progress streams are Docker's JSON lines; an error after the stream began is
+sent in-stream as `{"errorDetail": {"message"}, "error"}`.
 """
 
 from __future__ import annotations
 
 import base64
+import fnmatch
 import json
+from collections.abc import AsyncIterator
+from typing import Annotated
 
 from dockyard.apid import views
 from dockyard.apid.deps import DaemonDep, qbool
 from dockyard.apid.events import parse_filters
 from dockyard.apid.streams import json_line
-from fastapi import APIRouter, Request
-from fastapi.responses import Response, StreamingResponse
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from dockyard import errdefs
 
 router = APIRouter(tags=["images"])
 
+ListQuery = Annotated[list[str] | None, Query()]
 
-def _auth(request: Request) -> dict:
+IMAGE_FILTERS = {"dangling", "label", "before", "since", "reference", "until"}
+
+
+def registry_auth(request: Request) -> dict:
+    """X-Registry-Auth: base64url JSON {username, password, serveraddress, ...} or {}."""
     header = request.headers.get("x-registry-auth")
     if not header:
         return {}
@@ -35,87 +43,14 @@ def _auth(request: Request) -> dict:
         return {}
 
 
-async def _names_by_id(daemon) -> dict[str, list]:
-    groups: dict[str, list] = {}
-    for img in await daemon.manager.list_images():
-        groups.setdefault(img.config_digest, []).append(img)
-    return groups
+def _no_such_image(name: str):
+    return errdefs.NotFound(f"No such image: {name}")
 
 
-@router.get("/images/json")
-async def list_images(all: str | None = None, filters: str | None = None,
-                      digests: str | None = None, *, daemon: DaemonDep) -> list[dict]:
-    flt = parse_filters(filters, {"dangling", "label", "before", "since", "reference", "until"})
-    out = []
-    for image_id, imgs in (await _names_by_id(daemon)).items():
-        names = [i.name for i in imgs]
-        summary = views.image_summary(imgs[0], names, sum(
-            1 for c in daemon.containers.values() if c.image_id == image_id))
-        if flt.get("reference") and not any(
-                _ref_match(p, views.familiar(n)) for p in flt["reference"] for n in names):
-            continue
-        if flt.get("label") and not views._label_match(summary["Labels"], flt["label"]):
-            continue
-        if flt.get("dangling") and qbool(flt["dangling"][0]) and summary["RepoTags"]:
-            continue
-        out.append(summary)
-    out.sort(key=lambda s: s["Created"], reverse=True)
-    return out
-
-
-def _ref_match(pattern: str, name: str) -> bool:
-    import fnmatch
-
-    repo = name.rsplit(":", 1)[0] if ":" in name.rsplit("/", 1)[-1] else name
-    return fnmatch.fnmatch(name, pattern) or fnmatch.fnmatch(repo, pattern)
-
-
-@router.get("/images/{name:path}/json")
-async def inspect_image(name: str, *, daemon: DaemonDep) -> dict:
+async def _stream(first_source: AsyncIterator[dict], on_done=None) -> Response:
+    """Await the first progress object (so early errors are a normal 4xx), then stream."""
     try:
-        img = await daemon.manager.get_image(name)
-    except errdefs.NotFound:
-        raise errdefs.NotFound(f"No such image: {name}") from None
-    names = [i.name for i in (await _names_by_id(daemon)).get(img.config_digest, [img])]
-    return views.image_inspect(img, names)
-
-
-@router.get("/images/{name:path}/history")
-async def history(name: str, *, daemon: DaemonDep) -> list[dict]:
-    try:
-        img = await daemon.manager.get_image(name)
-    except errdefs.NotFound:
-        raise errdefs.NotFound(f"No such image: {name}") from None
-    from dockyard.apid.container import parse_time
-
-    out = []
-    for h in reversed(img.config.get("history") or []):
-        out.append({"Id": "<missing>", "Created": int(parse_time(
-            (h.get("created") or "").replace("+00:00", "Z")) if h.get("created") else 0),
-            "CreatedBy": h.get("created_by", ""), "Tags": None, "Size": 0,
-            "Comment": h.get("comment", "")})
-    if out:
-        out[0]["Id"] = img.config_digest
-    return out
-
-
-@router.post("/images/create")
-async def create_image(request: Request, fromImage: str | None = None, tag: str | None = None,
-                       fromSrc: str | None = None, platform: str | None = None,
-                       repo: str | None = None, *, daemon: DaemonDep) -> Response:
-    if not fromImage:
-        raise errdefs.InvalidArgument("fromSrc (import) is not supported by this engine yet"
-                                      if fromSrc else "fromImage is required")
-    ref = fromImage
-    if tag:
-        ref = f"{fromImage}@{tag}" if tag.startswith("sha256:") else f"{fromImage}:{tag}"
-    pull = getattr(daemon.manager, "pull", None)
-    if pull is None:
-        raise errdefs.Unavailable("pulling is not available: managerd has no Transfer service")
-    progress = pull(ref, _auth(request), platform or "")
-    # the first message (or error) decides between a 4xx/5xx and a 200 stream
-    try:
-        first = await anext(progress)
+        first = await anext(first_source)
     except StopAsyncIteration:
         first = None
 
@@ -123,51 +58,205 @@ async def create_image(request: Request, fromImage: str | None = None, tag: str 
         if first is not None:
             yield json_line(first)
         try:
-            async for msg in progress:
+            async for msg in first_source:
                 yield json_line(msg)
         except errdefs.EngineError as err:
             yield json_line({"errorDetail": {"message": str(err)}, "error": str(err)})
-        else:
-            daemon.events.publish("image", "pull", ref, {"name": ref})
+            return
+        if on_done:
+            on_done()
 
     return StreamingResponse(body(), media_type="application/json")
+
+
+def _ref_match(pattern: str, name: str) -> bool:
+    repo = name.rsplit(":", 1)[0] if ":" in name.rsplit("/", 1)[-1] else name
+    return fnmatch.fnmatch(name, pattern) or fnmatch.fnmatch(repo, pattern)
+
+
+@router.get("/images/json")
+async def list_images(all: str | None = None, filters: str | None = None,
+                      digests: str | None = None, *, daemon: DaemonDep) -> list[dict]:
+    flt = parse_filters(filters, IMAGE_FILTERS)
+    dangling = qbool(flt["dangling"][0]) if flt.get("dangling") else None
+    images = await daemon.manager.image_summaries(qbool(all) or dangling is True)
+    by_ref = {}
+    for img in images:
+        for t in img["RepoTags"]:
+            by_ref[t] = img
+        by_ref[img["Id"]] = img
+    out = []
+    for img in images:
+        img["Containers"] = sum(1 for c in daemon.containers.values()
+                                if c.image_id == img["Id"])
+        if flt.get("reference") and not any(_ref_match(p, t) for p in flt["reference"]
+                                            for t in img["RepoTags"]):
+            continue
+        if flt.get("label") and not views._label_match(img["Labels"] or {}, flt["label"]):
+            continue
+        if dangling is not None and bool(img["RepoTags"]) == dangling:
+            continue
+        skip = False
+        for key in ("before", "since"):
+            for v in flt.get(key, []):
+                other = by_ref.get(v) or by_ref.get(f"{v}:latest")
+                if other is None:
+                    raise _no_such_image(v)
+                older = img["Created"] < other["Created"]
+                if older != (key == "before"):
+                    skip = True
+        if not skip:
+            out.append(img)
+    out.sort(key=lambda s: s["Created"], reverse=True)
+    return out
+
+
+@router.get("/images/get")
+async def save_many(names: ListQuery = None, *,
+                    daemon: DaemonDep) -> Response:
+    return await _save(daemon, names or [])
+
+
+async def _save(daemon, names: list[str]) -> Response:
+    if not names:
+        raise errdefs.InvalidArgument("no image names given")
+    source = daemon.manager.save(names)
+    try:
+        first = await anext(source)
+    except StopAsyncIteration:
+        first = b""
+    except errdefs.NotFound:
+        raise _no_such_image(names[0]) from None
+
+    async def body():
+        yield first
+        async for data in source:
+            yield data
+
+    return StreamingResponse(body(), media_type="application/x-tar")
+
+
+@router.post("/images/load")
+async def load(request: Request, quiet: str | None = None, *, daemon: DaemonDep) -> Response:
+    return await _stream(daemon.manager.load(request.stream()))
+
+
+@router.post("/images/prune")
+async def prune(filters: str | None = None, *, daemon: DaemonDep) -> dict:
+    flt = parse_filters(filters, {"dangling", "until", "label", "label!"})
+    all_images = bool(flt.get("dangling")) and not qbool(flt["dangling"][0])
+    items, reclaimed = await daemon.manager.prune_images(all_images)
+    daemon.events.publish("image", "prune", "", {"reclaimed": str(reclaimed)})
+    return {"ImagesDeleted": items or None, "SpaceReclaimed": reclaimed}
+
+
+@router.post("/images/create")
+async def create_image(request: Request, fromImage: str | None = None, tag: str | None = None,
+                       fromSrc: str | None = None, repo: str | None = None,
+                       message: str | None = None, platform: str | None = None,
+                       changes: ListQuery = None, *,
+                       daemon: DaemonDep) -> Response:
+    if fromImage:
+        ref = fromImage
+        if tag:
+            ref = f"{fromImage}@{tag}" if tag.startswith("sha256:") else f"{fromImage}:{tag}"
+        return await _stream(daemon.manager.pull(ref, registry_auth(request), platform or ""),
+                             lambda: daemon.events.publish("image", "pull", ref, {"name": ref}))
+    if fromSrc:
+        if fromSrc != "-":
+            raise errdefs.InvalidArgument("importing from a URL is not supported (no network): "
+                                          "use fromSrc=- with the tar as the body")
+        reference = f"{repo}:{tag or 'latest'}" if repo else ""
+        result = await daemon.manager.import_image(request.stream(), reference, changes or [],
+                                                   message or "", platform or "")
+        daemon.events.publish("image", "import", result["id"], {"name": result.get("name", "")})
+        return Response(json_line({"status": result["id"]}), media_type="application/json")
+    raise errdefs.InvalidArgument("fromImage or fromSrc is required")
+
+
+@router.get("/images/{name:path}/json")
+async def inspect_image(name: str, *, daemon: DaemonDep) -> dict:
+    try:
+        return await daemon.manager.image_inspect(name)
+    except errdefs.NotFound:
+        raise _no_such_image(name) from None
+
+
+@router.get("/images/{name:path}/history")
+async def history(name: str, *, daemon: DaemonDep) -> list[dict]:
+    try:
+        return await daemon.manager.image_history(name)
+    except errdefs.NotFound:
+        raise _no_such_image(name) from None
+
+
+@router.get("/images/{name:path}/get")
+async def save_one(name: str, *, daemon: DaemonDep) -> Response:
+    return await _save(daemon, [name])
+
+
+@router.post("/images/{name:path}/push")
+async def push(request: Request, name: str, tag: str | None = None, *,
+               daemon: DaemonDep) -> Response:
+    ref = f"{name}:{tag}" if tag else name
+    return await _stream(daemon.manager.push(ref, "", registry_auth(request)),
+                         lambda: daemon.events.publish("image", "push", ref, {"name": ref}))
 
 
 @router.post("/images/{name:path}/tag", status_code=201)
 async def tag_image(name: str, repo: str = "", tag: str | None = None, *,
                     daemon: DaemonDep) -> Response:
-    try:
-        img = await daemon.manager.get_image(name)
-    except errdefs.NotFound:
-        raise errdefs.NotFound(f"No such image: {name}") from None
     if not repo:
         raise errdefs.InvalidArgument("repository name must have at least one component")
     target = f"{repo}:{tag or 'latest'}"
-    await daemon.manager.tag_image(img, target)
-    daemon.events.publish("image", "tag", img.config_digest, {"name": target})
+    try:
+        created = await daemon.manager.tag_image(name, target)
+    except errdefs.NotFound:
+        raise _no_such_image(name) from None
+    daemon.events.publish("image", "tag", name, {"name": created or target})
     return Response(status_code=201)
 
 
 @router.delete("/images/{name:path}")
 async def remove_image(name: str, force: str | None = None, noprune: str | None = None, *,
                        daemon: DaemonDep) -> list[dict]:
+    if not qbool(force):
+        try:
+            info = await daemon.manager.image_inspect(name)
+        except errdefs.NotFound:
+            raise _no_such_image(name) from None
+        users = [c for c in daemon.containers.values() if c.image_id == info.get("Id")]
+        if users:
+            raise errdefs.AlreadyExists(
+                f"conflict: unable to remove repository reference \"{name}\" (must force) - "
+                f"container {users[0].id[:12]} is using its referenced image "
+                f"{info['Id'][7:19]}")
     try:
-        img = await daemon.manager.get_image(name)
+        items = await daemon.manager.remove_image(name, qbool(force))
     except errdefs.NotFound:
-        raise errdefs.NotFound(f"No such image: {name}") from None
-    users = [c for c in daemon.containers.values() if c.image_id == img.config_digest]
-    if users and not qbool(force):
-        c = users[0]
-        raise errdefs.AlreadyExists(
-            f"conflict: unable to remove repository reference \"{name}\" (must force) - "
-            f"container {c.id[:12]} is using its referenced image {img.config_digest[7:19]}")
-    await daemon.manager.delete_image(img.name)
-    out = [{"Untagged": views.familiar(img.name)}]
-    remaining = [i for i in await daemon.manager.list_images()
-                 if i.config_digest == img.config_digest]
-    if not remaining:
-        out.append({"Deleted": img.config_digest})
-        daemon.events.publish("image", "delete", img.config_digest, {"name": img.name})
-    else:
-        daemon.events.publish("image", "untag", img.config_digest, {"name": img.name})
-    return out
+        raise _no_such_image(name) from None
+    for item in items:
+        for action, value in item.items():
+            daemon.events.publish("image", action.lower().replace("untagged", "untag")
+                                  .replace("deleted", "delete"), value, {"name": value})
+    return items
+
+
+@router.post("/commit", status_code=201)
+async def commit(request: Request, container: str = "", repo: str | None = None,
+                 tag: str | None = None, comment: str | None = None, author: str | None = None,
+                 pause: str | None = None, changes: ListQuery = None,
+                 *, daemon: DaemonDep) -> JSONResponse:
+    c = daemon.get(container)
+    raw = await request.body()
+    config = None
+    if raw.strip():
+        try:
+            config = json.loads(raw)
+        except ValueError as err:
+            raise errdefs.InvalidArgument(f"invalid JSON: {err}") from err
+    reference = f"{repo}:{tag or 'latest'}" if repo else ""
+    image_id = await daemon.manager.commit(c.id, reference, author or "", comment or "",
+                                           changes or [], config)
+    daemon._event(c, "commit", comment=comment or "")
+    return JSONResponse({"Id": image_id}, status_code=201)

@@ -47,6 +47,16 @@ class FakeSession:
     async def close_stdin(self) -> None:
         pass
 
+    async def image_summaries(self, all_images: bool = False) -> list[dict]:
+        return [{"Id": i.config_digest, "ParentId": "",
+                 "RepoTags": [n.replace("docker.io/library/", "")], "RepoDigests": [],
+                 "Created": 1700000000, "Size": i.size, "SharedSize": -1, "VirtualSize": i.size,
+                 "Labels": {}, "Containers": -1} for n, i in self.images.items()]
+
+    async def image_inspect(self, name: str) -> dict:
+        img = await self.get_image(name)
+        return {"Id": img.config_digest, "RepoTags": [img.name], "Config": img.config["config"]}
+
     async def close(self) -> None:
         pass
 
@@ -229,6 +239,16 @@ class FakeManager:
     async def attach(self, container_id: str, exec_id: str = "", *, stdin=False, stdout=True,
                      stderr=True) -> FakeSession:
         return FakeSession(self.tasks[container_id])
+
+    async def image_summaries(self, all_images: bool = False) -> list[dict]:
+        return [{"Id": i.config_digest, "ParentId": "",
+                 "RepoTags": [n.replace("docker.io/library/", "")], "RepoDigests": [],
+                 "Created": 1700000000, "Size": i.size, "SharedSize": -1, "VirtualSize": i.size,
+                 "Labels": {}, "Containers": -1} for n, i in self.images.items()]
+
+    async def image_inspect(self, name: str) -> dict:
+        img = await self.get_image(name)
+        return {"Id": img.config_digest, "RepoTags": [img.name], "Config": img.config["config"]}
 
     async def close(self) -> None:
         pass
