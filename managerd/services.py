@@ -57,6 +57,7 @@ SERVICES: list[str] = [
     "dockyard.managerd.api.containers",
     "dockyard.managerd.api.leases",
     "dockyard.managerd.api.gc",
+    "dockyard.managerd.tasks.service",
     # managerd-tasks adds its Tasks service here, images its Transfer service.
 ]
 
