@@ -2,6 +2,7 @@
 
     dockyard-managerd [--root DIR] [--state DIR] [--address unix:///PATH]
                       [--log-level LEVEL] [--max-workers N] [--socket-group GID]
+                      [--runtime PATH] [--log-root DIR]
 
 Defaults come from dockyard.paths (/var/lib/dockyard/manager,
 /run/dockyard/manager, unix:///run/dockyard/managerd.sock); the socket is
@@ -38,10 +39,17 @@ def parse_args(argv: list[str] | None = None) -> Config:
                    help="gRPC threads (streams hold one each; default %(default)s)")
     p.add_argument("--socket-group", type=int, default=None,
                    help="group id owning the socket (mode 0660)")
+    p.add_argument("--runtime", default=env("DOCKYARD_RUNTIME", Config.runtime),
+                   help="OCI runtime for containers asking for dockyard-shim (default "
+                        "%(default)s; e.g. /usr/sbin/runc)")
+    p.add_argument("--log-root", default=env("DOCKYARD_LOG_ROOT", Config.log_root),
+                   help="container json-file logs: <log-root>/<id>/<id>-json.log "
+                        "(default %(default)s)")
     a = p.parse_args(argv)
     return Config(root=os.path.abspath(a.root), state=os.path.abspath(a.state),
                   address=a.address, log_level=a.log_level, max_workers=a.max_workers,
-                  socket_gid=a.socket_group)
+                  socket_gid=a.socket_group, runtime=a.runtime,
+                  log_root=os.path.abspath(a.log_root))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,3 +21,7 @@ class Config:
     max_workers: int = 256  # gRPC thread pool: streams (events, wait, attach) hold a thread
     log_level: str = "info"
     default_snapshotter: str = "overlayfs"
+    # tasks: the runtime for containers whose runtime.name is "dockyard-shim" or empty
+    # (a PATH name or a path), and where task logs go (<log_root>/<id>/<id>-json.log)
+    runtime: str = "dockyard-shim"
+    log_root: str = f"{paths.DATA_ROOT}/containers"

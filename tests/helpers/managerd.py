@@ -42,6 +42,7 @@ class ManagerdProcess:
         self.base.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, "-m", "dockyard.managerd", "--root", str(self.root),
                "--state", str(self.state), "--address", self.address,
+               "--log-root", str(self.base / "logs"),  # task logs stay in the temp dir
                "--log-level", "debug", *self.extra_args]
         env = {**os.environ, **(self.env or {})}
         log = open(self.log_path, "ab")
