@@ -1,0 +1,156 @@
+"""The per-task monitor and the runtime wrapper on their own (no managerd): json-file
+records, frames, the runtime's argv and error mapping, and a real monitor driving runc
+or dockyard-shim on a busybox bundle (long lines, invalid UTF-8, outliving its parent,
+memory)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+import uuid
+
+import pytest
+from dockyard.managerd.monitor import _process as wire
+from dockyard.managerd.monitor import client as mc
+from dockyard.managerd.runtime import shim as rt
+from helpers import busybox
+
+from dockyard import errdefs
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def test_log_record_matches_docker_json_file():
+    rec = wire.log_record(b'say "hi"\t\\ \x01 \xff caf\xc3\xa9\n', "stdout", 1_700_000_000_123_456_789)
+    parsed = json.loads(rec)
+    assert parsed == {"log": 'say "hi"\t\\ \x01 \ufffd café\n', "stream": "stdout",
+                      "time": "2023-11-14T22:13:20.123456789Z"}
+    assert rec.endswith(b"}\n") and rec.count(b"\n") == 1
+
+
+def test_frames_roundtrip():
+    buf = bytearray(wire.frame(wire.REQ, wire.pack("attach", "", "ioe")) +
+                    wire.frame(wire.STDIN, b"x" * 70000) + wire.frame(wire.END)[:3])
+    frames = wire.take_frames(buf)
+    assert [(k, len(p)) for k, p in frames] == [(wire.REQ, 11), (wire.STDIN, 70000)]
+    assert wire.unpack(frames[0][1]) == ["attach", "", "ioe"]
+    assert len(buf) == 3  # the partial frame stays
+
+
+def test_runtime_argv_is_go_runc_shaped(tmp_path):
+    r = rt.Runtime("/usr/sbin/runc", "/run/x/runtime/ns", str(tmp_path))
+    log = str(tmp_path / "log.json")
+    assert r.create_argv("c1", "/b/init.pid") == [
+        "/usr/sbin/runc", "--root", "/run/x/runtime/ns", "--log", log, "--log-format", "json",
+        "create", "--bundle", str(tmp_path), "--pid-file", "/b/init.pid", "c1"]
+    assert r.exec_argv("c1", "/b/p.json", "/b/e.pid")[7:] == [
+        "exec", "--process", "/b/p.json", "--detach", "--pid-file", "/b/e.pid", "c1"]
+
+
+def test_runtime_errors_come_from_log_json(tmp_path):
+    r = rt.Runtime(shutil.which("runc") or pytest.skip("no runc"), str(tmp_path / "root"),
+                   str(tmp_path))
+    with pytest.raises(errdefs.NotFound, match="container does not exist"):
+        r.state("dy-nothing")
+    with pytest.raises(errdefs.NotFound, match="no such executable"):
+        rt.resolve_binary("/no/such/runtime")
+    (tmp_path / "log.json").write_text(
+        '{"level":"info","msg":"x"}\n{"level":"error","msg":"exec: \\"/x\\": stat /x: '
+        'no such file or directory"}\nnot json\n')
+    assert rt.last_error(str(tmp_path / "log.json")).endswith("no such file or directory")
+    err = rt.error_for("exec", "c1", "permission denied")
+    assert isinstance(err, errdefs.EngineError) and "permission denied" in str(err)
+
+
+@pytest.fixture(params=["runc", "shim"])
+def runtime_bin(request, runc_bin, shim_bin):
+    return runc_bin if request.param == "runc" else shim_bin
+
+
+def _force_delete(r: rt.Runtime, cid: str) -> None:
+    try:
+        r.delete(cid, force=True)
+    except errdefs.EngineError:
+        pass
+
+
+@pytest.fixture
+def bundle(tmp_path_factory):
+    made = []
+
+    def make(args, **process):
+        base = tmp_path_factory.mktemp("mon")
+        cid = f"dy-{uuid.uuid4().hex[:10]}"
+        path = base / cid
+        cfg = busybox.base_config(args, **process)
+        cfg["root"]["path"] = str(path / "rootfs")
+        busybox.make_bundle(path, cfg)
+        made.append((base, cid))
+        return base, cid, str(path)
+
+    return make
+
+
+@pytest.mark.privileged
+def test_monitor_splits_long_lines_and_outlives_its_parent(bundle, runtime_bin, request):
+    base, cid, path = bundle(["sh", "-c", "i=0; while [ $i -lt 2000 ]; do printf "
+                              "0123456789; i=$((i+1)); done; echo; printf tail"])
+    r = rt.Runtime(runtime_bin, f"{base}/root", path)
+    request.addfinalizer(lambda: _force_delete(r, cid))
+    log = f"{base}/log.json"
+    hs = mc.spawn(path, r.create_argv(cid, f"{path}/init.pid"), f"{path}/init.pid", log)
+    assert hs.ok, hs.message
+    monitor_pid = hs.monitor_pid
+    with open(f"/proc/{monitor_pid}/stat") as f:  # own session, not in ours
+        assert int(f.read().rsplit(")", 1)[1].split()[3]) == monitor_pid
+    r.start(cid)
+    client = mc.MonitorClient(path)
+    sub = client.subscribe()
+    kind, payload = mc._recv_frame(sub, bytearray())
+    assert kind == wire.EVENT and wire.unpack(payload)[:4] == ["exit", "", str(hs.pid), "0"]
+    sub.close()
+    deadline = time.monotonic() + 5
+    while '"log":"tail"' not in open(log).read() and time.monotonic() < deadline:
+        time.sleep(0.02)  # the monitor flushes the unterminated "tail" at EOF
+    recs = [json.loads(x) for x in open(log)]
+    assert [len(x["log"]) for x in recs] == [16384, 3616 + 1, 4]
+    assert recs[1]["log"].endswith("\n") and recs[2]["log"] == "tail"
+    assert mc.read_exit_file(path)[0] == 0
+    r.delete(cid)
+    client.shutdown()
+    hs.popen.wait(5)
+    assert not os.path.exists(f"{path}/monitor.sock")
+
+
+@pytest.mark.privileged
+def test_monitor_memory_is_small(bundle, runc_bin):
+    base, cid, path = bundle(["sleep", "100"])
+    r = rt.Runtime(runc_bin, f"{base}/root", path)
+    hs = mc.spawn(path, r.create_argv(cid, f"{path}/init.pid"), f"{path}/init.pid",
+                  f"{base}/log.json", stdin=True)
+    try:
+        r.start(cid)
+        with open(f"/proc/{hs.monitor_pid}/status") as f:
+            rss_kb = int(f.read().split("VmRSS:")[1].split()[0])
+        assert rss_kb < 12 * 1024  # containerd-shim-runc-v2 is ~10-15 MB
+    finally:
+        r.delete(cid, force=True)
+        client = mc.MonitorClient(path)
+        deadline = time.monotonic() + 5
+        while client.state()[""].status is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        client.shutdown()
+        hs.popen.wait(5)
+
+
+@pytest.mark.privileged
+def test_monitor_reports_create_failure(bundle, runc_bin, request):
+    base, cid, path = bundle(["/no/such/binary"])
+    r = rt.Runtime(runc_bin, f"{base}/root", path)
+    request.addfinalizer(lambda: _force_delete(r, cid))
+    hs = mc.spawn(path, r.create_argv(cid, f"{path}/init.pid"), f"{path}/init.pid")
+    assert not hs.ok and hs.runtime_rc == 1
+    assert "no such file or directory" in rt.last_error(r.log_path)
+    assert not os.path.exists(f"{path}/monitor.sock")
