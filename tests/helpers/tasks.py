@@ -55,8 +55,9 @@ def commit_busybox(client, name: str = "busybox-base") -> str:
 
 
 def make_container(client, cid: str, args: list[str], runtime: str, parent: str,
-                   **process: object) -> str:
-    """Containers.Create with an active snapshot `cid` on top of parent."""
+                   resources: dict | None = None, **process: object) -> str:
+    """Containers.Create with an active snapshot `cid` on top of parent (resources:
+    merged into linux.resources)."""
     from dockyard.protos.services.containers.v1 import containers_pb2 as cpb
     from dockyard.protos.services.snapshots.v1 import snapshots_pb2 as spb
 
@@ -65,6 +66,7 @@ def make_container(client, cid: str, args: list[str], runtime: str, parent: str,
     spec = busybox.base_config(args, **process)
     spec["root"]["readonly"] = False
     spec["linux"]["cgroupsPath"] = f"/dockyard/{cid}"
+    spec["linux"]["resources"].update(resources or {})
     client.containers.Create(cpb.CreateContainerRequest(container=cpb.Container(
         id=cid, runtime=cpb.Runtime(name=runtime), spec=json.dumps(spec).encode(),
         snapshotter=SNAPSHOTTER, snapshot_key=cid)))

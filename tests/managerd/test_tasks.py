@@ -42,10 +42,10 @@ def mk(env, tmp_path, shim_bin):
     made = []
     default = os.environ.get("DY_TEST_RUNTIME") or shim_bin  # a runtime for the whole file
 
-    def make(args, runtime=default, **process):
+    def make(args, runtime=default, resources=None, **process):
         cid = th.new_id()
         made.append(cid)
-        th.make_container(client, cid, args, runtime, base, **process)
+        th.make_container(client, cid, args, runtime, base, resources, **process)
         return cid, str(tmp_path / f"{cid}-json.log")
 
     yield make
@@ -344,3 +344,45 @@ def test_attach_is_grpc_stream(env, mk):
     assert b"".join(r.data for r in call) == b"1\n2\n3\n"
     assert wait(client, cid).exit_status == 0
     assert isinstance(grpc.StatusCode.OK, grpc.StatusCode)
+
+
+def test_oom_event(env, mk):
+    client, _, events = env
+    limit = 16 << 20
+    cid, log = mk(["sh", "-c", "x=aaaaaaaa; while :; do x=$x$x; done"],
+                  resources={"memory": {"limit": limit, "swap": limit}})
+    create(client, cid, log)
+    start(client, cid)
+    assert wait(client, cid).exit_status == 137
+    events.wait_for("/tasks/oom", container_id=cid)
+    assert events.wait_for("/tasks/exit", container_id=cid).exit_status == 137
+
+
+def test_default_runtime_and_log_root(managerd_factory, runc_bin):
+    """runtime.name "dockyard-shim" means managerd's --runtime; logs go to --log-root."""
+    m = managerd_factory(extra_args=["--runtime", runc_bin], name="defaults")
+    ns = f"dy-defaults-{uuid.uuid4().hex[:8]}"
+    cid = th.new_id()
+    with m.client(ns) as client:
+        base = th.commit_busybox(client)
+        th.make_container(client, cid, ["sh", "-c", "echo hi"], "dockyard-shim", base)
+        try:
+            create(client, cid, "")
+            proc = get(client, cid)
+            assert proc.runtime == runc_bin
+            assert proc.log_path == str(m.base / "logs" / cid / f"{cid}-json.log")
+            start(client, cid)
+            assert wait(client, cid).exit_status == 0
+            deadline = time.monotonic() + 5
+            while not os.path.getsize(proc.log_path) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert [r["log"] for r in read_log(proc.log_path)] == ["hi\n"]
+            create_no_log = th.new_id()
+            th.make_container(client, create_no_log, ["true"], "dockyard-shim", base)
+            try:
+                create(client, create_no_log, "-")
+                assert get(client, create_no_log).log_path == ""
+            finally:
+                th.remove_container(client, create_no_log)
+        finally:
+            th.remove_container(client, cid)
