@@ -30,7 +30,6 @@ Docker's ~350-syscall profile on every container start.
 from __future__ import annotations
 
 import errno as _errno
-import importlib
 import os
 import struct
 
@@ -108,16 +107,34 @@ _pack = struct.Struct("<HBBI").pack
 _tables: dict[str, dict[str, int]] = {}
 
 
+_FAMILY = {"x86_64": "x86", "i386": "x86", "x32": "x86", "aarch64": "arm"}
+
+
 def syscall_table(arch: str) -> dict[str, int]:
     """name -> number for 'x86_64', 'i386', 'x32' or 'aarch64' (generated modules)."""
     table = _tables.get(arch)
     if table is None:
-        try:
-            table = importlib.import_module(f"dockyard.shim.seccomp._nr_{arch}").NR
-        except ImportError:
-            raise InvalidArgument(f"seccomp: no syscall table for architecture {arch}") from None
+        family = _FAMILY.get(arch)
+        if family is None:
+            raise InvalidArgument(f"seccomp: no syscall table for architecture {arch}")
+        # __import__, not importlib: the importlib package costs ~1 ms to load
+        mod = __import__(f"dockyard.shim.seccomp._nr_{family}", fromlist=["_"])
+        base, names = getattr(mod, arch.upper())
+        words = names.split()
+        table = dict(zip(words, range(base, base + len(words)), strict=True))
+        table.pop("-", None)  # gaps in the numbering
         _tables[arch] = table
     return table
+
+
+def _load_native_tables() -> None:
+    # Loaded at import: the shim imports this package before fork, and the
+    # container's init compiles the filter after pivot_root, when the shim's
+    # own files can no longer be imported. Costs one import (~1 ms) that
+    # compile_filter would pay anyway.
+    for table in _RUNNABLE.get(os.uname().machine, ()):
+        if table in _FAMILY:
+            syscall_table(table)
 
 
 def filter_flags(names: list[str] | None) -> int:
@@ -402,3 +419,6 @@ def _has_table(table: str) -> bool:
         return True
     except InvalidArgument:
         return False
+
+
+_load_native_tables()
