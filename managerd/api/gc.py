@@ -13,7 +13,7 @@ class GCService(pb_grpc.GCServicer):
 
     @rpc
     def Collect(self, request, context):
-        r = self.gc.collect()
+        r = self.gc.collect(immediate=request.immediate)
         return pb.CollectResponse(content_removed=r.content_removed,
                                   snapshots_removed=r.snapshots_removed,
                                   leases_removed=r.leases_removed, blobs_deleted=r.blobs_deleted)

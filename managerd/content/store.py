@@ -83,6 +83,9 @@ class ContentStore:
         self.ingest_root = os.path.join(self.root, "ingest")
         os.makedirs(self.blobs, exist_ok=True)
         os.makedirs(self.ingest_root, exist_ok=True)
+        for name in os.listdir(self.ingest_root):  # deletions a crash interrupted
+            if name.startswith(".del-"):
+                atomic_delete(os.path.join(self.ingest_root, name))
         self._locks: set[str] = set()
         self._locks_mutex = threading.Lock()
 

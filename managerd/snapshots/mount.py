@@ -9,12 +9,15 @@ runs through subprocess (fork+exec in C). ``unmount(target)`` undoes it.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from dataclasses import dataclass, field
 
 from dockyard.errdefs import InvalidArgument
 
 __all__ = ["Mount", "mount_all", "unmount", "is_mountpoint"]
+
+_OCTAL = re.compile(r"\\([0-7]{3})")  # mountinfo escapes space, tab, newline, backslash
 
 
 @dataclass(frozen=True)
@@ -73,7 +76,7 @@ def is_mountpoint(path: str) -> bool:
     real = os.path.realpath(path)
     with open("/proc/self/mountinfo") as f:
         for line in f:
-            point = line.split(" ")[4].encode().decode("unicode_escape")
+            point = _OCTAL.sub(lambda m: chr(int(m.group(1), 8)), line.split(" ")[4])
             if point == real:
                 return True
     return False

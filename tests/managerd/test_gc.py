@@ -74,7 +74,7 @@ def test_image_keeps_its_graph_until_deleted(client, managerd):
     img = _image(client, "img1")
     stray = client.write_content(b"stray blob")
     client.snapshots.Prepare(spb.PrepareSnapshotRequest(key="stray-snap"), timeout=5)
-    res = client.gc.Collect(gc_pb2.CollectRequest(), timeout=30)
+    res = client.gc.Collect(gc_pb2.CollectRequest(immediate=True), timeout=30)
     assert res.content_removed >= 1 and res.snapshots_removed >= 1
     assert all(_has_blob(client, d) for d in img["blobs"])
     assert not _has_blob(client, stray)
@@ -91,7 +91,7 @@ def test_image_keeps_its_graph_until_deleted(client, managerd):
     for d in img["blobs"]:
         assert not (managerd.root / "content/blobs/sha256" / d[7:]).exists()
     client.containers.Delete(cpb.DeleteContainerRequest(id="ctr"), timeout=5)
-    client.gc.Collect(gc_pb2.CollectRequest(), timeout=30)
+    client.gc.Collect(gc_pb2.CollectRequest(immediate=True), timeout=30)
     assert _snaps(client) == set()
 
 
@@ -102,7 +102,7 @@ def test_shared_blob_survives_other_namespace_gc(managerd, ns):
             with pytest.raises(errdefs.AlreadyExists):
                 list(b.content.Write(iter([ctpb.WriteContentRequest(
                     action=ctpb.STAT, ref="x" + d, expected=d)]), timeout=5))
-        b.gc.Collect(gc_pb2.CollectRequest(), timeout=30)
+        b.gc.Collect(gc_pb2.CollectRequest(immediate=True), timeout=30)
         assert not any(_has_blob(b, d) for d in img["blobs"])
         assert all(a.read_content(d) for d in img["blobs"])
 
@@ -117,12 +117,15 @@ def test_lease_protects_until_deleted(client):
     res = {(r.type, r.id) for r in client.leases.ListResources(
         lpb.ListResourcesRequest(id="work"), timeout=5).resources}
     assert ("content", digest) in res and ("snapshots/overlayfs", "unpacking") in res
-    client.gc.Collect(gc_pb2.CollectRequest(), timeout=30)
+    client.gc.Collect(gc_pb2.CollectRequest(immediate=True), timeout=30)
     assert _has_blob(client, digest) and _snaps(client) == {"unpacking"}
     assert [le.id for le in client.leases.List(lpb.ListLeasesRequest(
         filters=["labels.why==pull"]), timeout=5).leases] == ["work"]
     client.leases.Delete(lpb.DeleteLeaseRequest(id="work", sync=True), timeout=30)
-    assert not _has_blob(client, digest) and _snaps(client) == set()
+    assert not _has_blob(client, digest)
+    assert _snaps(client) == {"unpacking"}  # a fresh active snapshot has a grace period
+    client.gc.Collect(gc_pb2.CollectRequest(immediate=True), timeout=30)
+    assert _snaps(client) == set()
     with pytest.raises(errdefs.NotFound, match="lease work"):
         client.leases.Delete(lpb.DeleteLeaseRequest(id="work"), timeout=5)
 
@@ -132,7 +135,7 @@ def test_expired_lease_protects_nothing(client):
     past.FromNanoseconds(time.time_ns() - 10**9)
     client.leases.Create(lpb.CreateLeaseRequest(id="old", expires_at=past), timeout=5)
     digest = client.with_lease("old").write_content(b"expired work")
-    res = client.gc.Collect(gc_pb2.CollectRequest(), timeout=30)
+    res = client.gc.Collect(gc_pb2.CollectRequest(immediate=True), timeout=30)
     assert res.leases_removed >= 1
     assert not _has_blob(client, digest)
 
@@ -144,11 +147,11 @@ def test_lease_resource_api_and_errors(client):
     digest = client.write_content(b"added later")
     client.leases.AddResource(lpb.AddResourceRequest(
         id="l1", resource=lpb.Resource(id=digest, type="content")), timeout=5)
-    client.gc.Collect(gc_pb2.CollectRequest(), timeout=30)
+    client.gc.Collect(gc_pb2.CollectRequest(immediate=True), timeout=30)
     assert _has_blob(client, digest)
     client.leases.DeleteResource(lpb.DeleteResourceRequest(
         id="l1", resource=lpb.Resource(id=digest, type="content")), timeout=5)
-    client.gc.Collect(gc_pb2.CollectRequest(), timeout=30)
+    client.gc.Collect(gc_pb2.CollectRequest(immediate=True), timeout=30)
     assert not _has_blob(client, digest)
     with pytest.raises(errdefs.InvalidArgument, match="type"):
         client.leases.AddResource(lpb.AddResourceRequest(
@@ -163,5 +166,5 @@ def test_gc_root_label(client):
     client.content.Update(ctpb.UpdateRequest(info=ctpb.Info(
         digest=digest, labels={"dockyard.io/gc.ref.content.x": ref}),
         update_mask={"paths": ["labels.dockyard.io/gc.ref.content.x"]}), timeout=5)
-    client.gc.Collect(gc_pb2.CollectRequest(), timeout=30)
+    client.gc.Collect(gc_pb2.CollectRequest(immediate=True), timeout=30)
     assert _has_blob(client, digest) and _has_blob(client, ref)

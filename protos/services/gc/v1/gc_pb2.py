@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'dockyard/protos/services/gc/v1/gc.proto\x12\x17\x64ockyard.services.gc.v1\"\x10\n\x0e\x43ollectRequest\"t\n\x0f\x43ollectResponse\x12\x17\n\x0f\x63ontent_removed\x18\x01 \x01(\x03\x12\x19\n\x11snapshots_removed\x18\x02 \x01(\x03\x12\x16\n\x0eleases_removed\x18\x03 \x01(\x03\x12\x15\n\rblobs_deleted\x18\x04 \x01(\x03\x32\x62\n\x02GC\x12\\\n\x07\x43ollect\x12\'.dockyard.services.gc.v1.CollectRequest\x1a(.dockyard.services.gc.v1.CollectResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'dockyard/protos/services/gc/v1/gc.proto\x12\x17\x64ockyard.services.gc.v1\"#\n\x0e\x43ollectRequest\x12\x11\n\timmediate\x18\x01 \x01(\x08\"t\n\x0f\x43ollectResponse\x12\x17\n\x0f\x63ontent_removed\x18\x01 \x01(\x03\x12\x19\n\x11snapshots_removed\x18\x02 \x01(\x03\x12\x16\n\x0eleases_removed\x18\x03 \x01(\x03\x12\x15\n\rblobs_deleted\x18\x04 \x01(\x03\x32\x62\n\x02GC\x12\\\n\x07\x43ollect\x12\'.dockyard.services.gc.v1.CollectRequest\x1a(.dockyard.services.gc.v1.CollectResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,9 +32,9 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'dockyard.protos.services.gc
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_COLLECTREQUEST']._serialized_start=68
-  _globals['_COLLECTREQUEST']._serialized_end=84
-  _globals['_COLLECTRESPONSE']._serialized_start=86
-  _globals['_COLLECTRESPONSE']._serialized_end=202
-  _globals['_GC']._serialized_start=204
-  _globals['_GC']._serialized_end=302
+  _globals['_COLLECTREQUEST']._serialized_end=103
+  _globals['_COLLECTRESPONSE']._serialized_start=105
+  _globals['_COLLECTRESPONSE']._serialized_end=221
+  _globals['_GC']._serialized_start=223
+  _globals['_GC']._serialized_end=321
 # @@protoc_insertion_point(module_scope)

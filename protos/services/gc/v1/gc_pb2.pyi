@@ -5,8 +5,10 @@ from typing import ClassVar as _ClassVar, Optional as _Optional
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class CollectRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("immediate",)
+    IMMEDIATE_FIELD_NUMBER: _ClassVar[int]
+    immediate: bool
+    def __init__(self, immediate: _Optional[bool] = ...) -> None: ...
 
 class CollectResponse(_message.Message):
     __slots__ = ("content_removed", "snapshots_removed", "leases_removed", "blobs_deleted")
