@@ -330,7 +330,10 @@ class Container:
             raise ShimError(_child_failure(pid, msg))
         # device rules and limits go on once the init has made its device nodes
         # (runc applies them at procReady too)
-        mgr.set(linux.get("resources") or {})
+        from dockyard.shim.cgroups.devices import with_defaults
+        resources = dict(linux.get("resources") or {})
+        resources["devices"] = with_defaults(resources.get("devices"), linux.get("devices"))
+        mgr.set(resources)
         info = _start_time(pid)
         if info is None:
             raise ShimError("container init exited during create")

@@ -158,6 +158,9 @@ def _init(sc: Syscalls, chan: Channel, ctx: InitContext) -> None:
             sc.sethostname(config["hostname"])
         if config.get("domainname"):
             sc.setdomainname(config["domainname"])
+    # runc creates the cwd before pivot_root: root.readonly comes later
+    cwd = rootfs.secure_join(ctx.rootfs, process.get("cwd") or "/")
+    os.makedirs(cwd, 0o755, exist_ok=True)
     if ctx.no_pivot:
         rootfs.move_root(sc, ctx.rootfs)
     else:

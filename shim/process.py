@@ -149,7 +149,8 @@ def prepare(sc: Syscalls, process: dict, seccomp: dict | None) -> Prepared:
         env["HOME"] = _home(uid)
     cwd = process.get("cwd") or "/"
     try:
-        os.makedirs(cwd, 0o755, exist_ok=True)
+        if not os.path.isdir(cwd):
+            os.makedirs(cwd, 0o755, exist_ok=True)
     except OSError as err:
         raise OSError(err.errno, f"mkdir cwd {cwd}: {(err.strerror or '').lower()}") from None
     path = find_executable(process["args"][0], env)
