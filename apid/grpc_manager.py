@@ -78,6 +78,9 @@ def _mapped(what: str) -> Iterator[None]:
     try:
         yield
     except grpc.aio.AioRpcError as err:
+        if err.code() == grpc.StatusCode.UNIMPLEMENTED:
+            raise errdefs.Unavailable(f"{what}: managerd does not implement this call yet "
+                                      f"({err.details()})") from None
         kind = _FROM_CODE.get(err.code(), errdefs.EngineError)
         raise kind(err.details() or f"{what}: {err.code().name}") from None
 
@@ -286,7 +289,7 @@ class GrpcManager:
         c = cpb.Container(id=info.id, image=info.image, labels=info.labels,
                           spec=json.dumps(info.spec).encode(), snapshotter=self.snapshotter,
                           snapshot_key=info.snapshot_key, extensions=info.extensions,
-                          runtime=cpb.Runtime(name="io.dockyard.shim"))
+                          runtime=cpb.Runtime(name="dockyard-shim"))
         with _mapped(f"create container {info.id}"):
             await self.containers.Create(cpb.CreateContainerRequest(container=c),
                                          metadata=self.md())

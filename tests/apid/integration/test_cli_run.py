@@ -1,0 +1,60 @@
+"""The real docker CLI against dockyard-apid: run, logs, exec, stop, rm, pull, inspect."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytestmark = [pytest.mark.privileged, pytest.mark.timeout(180)]
+
+
+def test_version_and_ping(stack):
+    r = stack.docker("version", "--format", "{{.Server.APIVersion}}")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.decode().strip() == "1.51"
+
+
+def test_run_rm_echo(stack, busybox, name):
+    r = stack.docker("run", "--rm", "--name", name, busybox, "echo", "hi", timeout=120)
+    assert r.returncode == 0, r.stderr.decode() + stack.apid.log()
+    assert r.stdout == b"hi\n"
+    ps = stack.docker("ps", "-a", "--filter", f"name={name}", "--format", "{{.ID}}")
+    assert ps.stdout.strip() == b""
+
+
+def test_run_rm_pulls_on_demand(stack, name):
+    r = stack.docker("run", "--rm", "--name", name, stack.image, "echo", "hi", timeout=120)
+    if b"does not implement" in r.stderr:
+        pytest.skip("managerd has no Transfer service yet")
+    assert r.returncode == 0, r.stderr.decode() + stack.apid.log()
+    assert b"Unable to find image" in r.stderr and r.stdout == b"hi\n"
+
+
+def test_run_exit_codes(stack, busybox, name):
+    assert stack.docker("run", "--rm", busybox, "sh", "-c", "exit 7").returncode == 7
+    r = stack.docker("run", "--rm", busybox, "/nonexistent-bin")
+    assert r.returncode == 127, r.stderr
+    r = stack.docker("run", "--rm", busybox, "/etc")
+    assert r.returncode == 126, r.stderr
+    r = stack.docker("run", "--rm", "--name", "bad name", busybox, "true")
+    assert r.returncode == 125
+
+
+def test_run_d_logs_exec_stop_rm(stack, busybox, name):
+    r = stack.docker("run", "-d", "--name", name, busybox, "sh", "-c",
+                     "echo start; trap 'exit 0' TERM; while true; do sleep 0.1; done")
+    assert r.returncode == 0, r.stderr.decode() + stack.apid.log()
+    cid = r.stdout.decode().strip()
+    assert len(cid) == 64
+    logs = stack.docker("logs", name)
+    assert logs.stdout == b"start\n", logs.stderr
+    ex = stack.docker("exec", name, "sh", "-c", "echo in-$HOSTNAME; exit 3")
+    assert ex.returncode == 3 and ex.stdout == f"in-{cid[:12]}\n".encode()
+    fmt = stack.docker("inspect", "--format", "{{.State.Status}} {{.Name}}", name)
+    assert fmt.stdout.decode().strip() == f"running /{name}"
+    assert stack.docker("stop", "-t", "5", name).returncode == 0
+    info = json.loads(stack.docker("inspect", name).stdout)[0]
+    assert info["State"]["Status"] == "exited" and info["State"]["ExitCode"] == 0
+    assert stack.docker("rm", name).returncode == 0
+    assert stack.docker("inspect", name).returncode != 0
