@@ -54,13 +54,14 @@ class Subscription:
         self._bus, self._filters = bus, filters
         self._queue: queue.Queue = queue.Queue()
         self.closed = False
+        self.reason = ""  # why the bus ended it ("" = the subscriber closed it)
 
     def _offer(self, event: Event) -> None:
         if self.closed or not _filters.match_any(self._filters, event.field):
             return
         if self._queue.qsize() >= MAX_QUEUE:
             log.warning("dropping slow event subscriber queued=%d", MAX_QUEUE)
-            self.close()
+            self.close(f"subscriber fell {MAX_QUEUE} events behind and was dropped")
             return
         self._queue.put(event)
 
@@ -83,9 +84,9 @@ class Subscription:
                 return
             yield item
 
-    def close(self) -> None:
+    def close(self, reason: str = "") -> None:
         if not self.closed:
-            self.closed = True
+            self.closed, self.reason = True, reason
             self._bus._remove(self)
             self._queue.put(self._END)
 
@@ -126,4 +127,4 @@ class EventBus:
         with self._lock:
             subs = list(self._subs)
         for sub in subs:
-            sub.close()
+            sub.close("managerd is shutting down")

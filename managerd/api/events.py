@@ -9,6 +9,8 @@ from dockyard.protos.services.events.v1 import events_pb2_grpc as pb_grpc
 from google.protobuf.any_pb2 import Any
 from google.protobuf.empty_pb2 import Empty
 
+from dockyard.errdefs import Unavailable
+
 
 def envelope(ev) -> pb.Envelope:
     payload = ev.event
@@ -39,6 +41,8 @@ class EventsService(pb_grpc.EventsServicer):
             while context.is_active():
                 ev = sub.get(timeout=1.0)
                 if ev is None:
+                    if sub.reason:  # ended by the daemon: tell the client to reconnect
+                        raise Unavailable(f"event stream ended: {sub.reason}")
                     if sub.closed:
                         return
                     continue

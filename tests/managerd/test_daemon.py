@@ -118,3 +118,19 @@ def test_second_daemon_on_same_socket_refused(managerd, tmp_path):
     assert managerd.socket.exists()
     with managerd.client() as c:
         c.version.Version(Empty(), timeout=5)
+
+
+def test_sigterm_with_open_event_stream(managerd_factory):
+    from dockyard.protos.services.events.v1 import events_pb2
+    m = managerd_factory()
+    c = m.client("default")
+    stream = c.events.Subscribe(events_pb2.SubscribeRequest())
+    import time
+    time.sleep(0.3)  # let the subscription reach the server
+    t0 = time.monotonic()
+    assert m.stop(signal.SIGTERM) == 0
+    assert time.monotonic() - t0 < 8
+    assert not m.socket.exists()
+    with pytest.raises(errdefs.EngineError):
+        list(stream)
+    c.close()
