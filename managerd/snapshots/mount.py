@@ -38,16 +38,17 @@ def mount_all(mounts: list[Mount], target: str) -> None:
     try:
         for m in mounts:
             dest = os.path.join(target, m.target.lstrip("/")) if m.target else target
-            opts = list(m.options)
+            opts, cwd = list(m.options), None
             args = ["mount"]
             if m.type == "bind" or "bind" in opts or "rbind" in opts:
                 bind = "rbind" if "rbind" in opts else "bind"
                 rest = [o for o in opts if o not in ("bind", "rbind")]
                 args += [f"--{bind}"] + (["-o", ",".join(rest)] if rest else [])
             else:
+                opts, cwd = _shorten_overlay(opts) if m.type == "overlay" else (opts, None)
                 args += ["-t", m.type] + (["-o", ",".join(opts)] if opts else [])
-            args += [m.source, dest]
-            proc = subprocess.run(args, capture_output=True, text=True)
+            args += [m.source, os.path.abspath(dest)]
+            proc = subprocess.run(args, capture_output=True, text=True, cwd=cwd)
             if proc.returncode != 0:
                 raise OSError(f"mount {m.type} `{m.source}` on `{dest}`: "
                               f"{proc.stderr.strip() or 'mount(8) failed'}")
@@ -56,6 +57,33 @@ def mount_all(mounts: list[Mount], target: str) -> None:
         for dest in reversed(done):
             subprocess.run(["umount", dest], capture_output=True)
         raise
+
+
+# mount(2) takes at most one page of options; many layers of long paths overflow it
+MAX_OPTIONS = 3072
+
+
+def _shorten_overlay(opts: list[str]) -> tuple[list[str], str | None]:
+    """Overlay options with dirs relative to their common parent, and that parent as the
+    cwd for mount(8) (the kernel resolves them against it), when they are too long
+    for one page (containerd does the same for images with many layers)."""
+    if len(",".join(opts)) <= MAX_OPTIONS:
+        return opts, None
+    paths = []
+    for o in opts:
+        key, _, value = o.partition("=")
+        if key in ("lowerdir", "upperdir", "workdir"):
+            paths += value.split(":")
+    if not paths or not all(os.path.isabs(p) for p in paths):
+        return opts, None
+    base = os.path.commonpath(paths)
+    out = []
+    for o in opts:
+        key, _, value = o.partition("=")
+        if key in ("lowerdir", "upperdir", "workdir"):
+            o = f"{key}=" + ":".join(os.path.relpath(p, base) for p in value.split(":"))
+        out.append(o)
+    return out, base
 
 
 def unmount(target: str, lazy: bool = False) -> None:

@@ -138,3 +138,19 @@ def test_update_labels(client):
         info=pb.Info(name="lab", labels={"b": "2"}), update_mask={"paths": ["labels.b"]}),
         timeout=5).info
     assert info.labels == {"a": "1", "b": "2"}
+
+
+def test_many_layers_overflowing_a_page_of_options(client, mounter):
+    parent = ""
+    for i in range(80):  # 80 absolute lowerdirs are longer than mount(2)'s page
+        client.snapshots.Prepare(pb.PrepareSnapshotRequest(key=f"w{i}", parent=parent),
+                                 timeout=5)
+        client.snapshots.Commit(pb.CommitSnapshotRequest(name=f"layer{i}", key=f"w{i}"),
+                                timeout=5)
+        parent = f"layer{i}"
+    mounts = _mounts(client, key="top", parent=parent)
+    assert len(",".join(mounts[0].options)) > 4096
+    root = mounter(mounts)
+    with open(os.path.join(root, "f"), "w") as f:
+        f.write("ok")
+    assert os.listdir(root) == ["f"]
