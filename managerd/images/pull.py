@@ -264,3 +264,24 @@ def _target(mounts, snapshotter: str) -> tuple[str, list[str], bool]:
         lowers = opts.get("lowerdir", "").split(":") if opts.get("lowerdir") else []
         return opts["upperdir"], lowers, True
     raise InvalidArgument(f"unpack: unsupported mount type {m.type!r}")
+
+
+def unpack_image(svc, ns: str, layers: list[Descriptor], diff_ids: list[str], lease: str,
+                 progress: ProgressFn = discard, snapshotter: str | None = None) -> list[str]:
+    """Unpack layers whose blobs are in the content store (load, import, commit).
+
+    Existing chain IDs are skipped; every unpacked layer is checked against its
+    diff_id. Returns the chain IDs.
+    """
+    snapshotter = snapshotter or svc.snapshotter
+    if len(layers) != len(diff_ids):
+        raise InvalidArgument(f"unpack: {len(layers)} layers but {len(diff_ids)} diff_ids")
+    chains = chain_ids(diff_ids)
+    for i, layer in enumerate(layers):
+        if svc.snapshot_exists(ns, snapshotter, chains[i]):
+            progress(Progress(short_id(layer.digest), EXISTS))
+            continue
+        _unpack(svc, ns, snapshotter, layer, diff_ids[i], chains[i],
+                chains[i - 1] if i else "", lease, None, None, progress)
+        progress(Progress(short_id(layer.digest), DONE))
+    return chains

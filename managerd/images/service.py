@@ -155,7 +155,8 @@ class ImageService:
                 cur = self.images.get(ns, name)
             except NotFound:
                 self.images.create(ns, MImage(name, mdesc, dict(labels or {})))
-                self._drop_dangling(ns, target)
+                if not name.startswith(DANGLING):
+                    self._drop_dangling(ns, target)
                 return False
             if cur.target.digest == target.digest:
                 return True
@@ -292,6 +293,20 @@ class ImageService:
             except (NotFound, ValueError):
                 continue
         return total
+
+    def summary(self, ns: str, img: ResolvedImage) -> dict:
+        """Docker's /images/json entry for one image."""
+        repo_tags, repo_digests = _repo_names(img)
+        containers = -1
+        if self.containers is not None:
+            containers = sum(1 for c in self.containers.list(ns)
+                             if c.image in (*img.names, img.id))
+        return {"Id": img.id, "ParentId": "", "RepoTags": repo_tags,
+                "RepoDigests": repo_digests,
+                "Created": _created_seconds(img.config.get("created", "")),
+                "Size": self.size(ns, img), "SharedSize": -1, "VirtualSize": self.size(ns, img),
+                "Labels": (img.config.get("config") or {}).get("Labels") or {},
+                "Containers": containers}
 
     def inspect(self, ns: str, name_or_id: str) -> dict:
         """`docker image inspect` for one image."""

@@ -28,7 +28,13 @@ def svc(request, tmp_path):
     ctx, service = make_service(tmp_path, request.param)
     service.ctx = ctx
     yield service
+    close(ctx, service)
+
+
+def close(ctx, service) -> None:
+    """Stop the collector before the database closes under it, then everything."""
     service.close()
+    ctx.gc.close()
     ctx.close()
 
 
@@ -37,8 +43,7 @@ def native_svc(tmp_path):
     ctx, service = make_service(tmp_path, "native")
     service.ctx = ctx
     yield service
-    service.close()
-    ctx.close()
+    close(ctx, service)
 
 
 def blobs_on_disk(svc) -> list[str]:
@@ -57,5 +62,4 @@ def new_service(tmp_path):
         return service
     yield make
     for ctx, service in made:
-        service.close()
-        ctx.close()
+        close(ctx, service)

@@ -326,6 +326,7 @@ def test_pull_killed_halfway_then_completed(tmp_path, registry):
                 k.startswith("extract-") for k in keys)
         finally:
             svc.close()
+            ctx.gc.close()
             ctx.close()
     finally:
         proxy.close()
