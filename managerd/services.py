@@ -58,6 +58,7 @@ SERVICES: list[str] = [
     "dockyard.managerd.api.leases",
     "dockyard.managerd.api.gc",
     "dockyard.managerd.tasks.service",
+    "dockyard.managerd.transfer",
     # managerd-tasks adds its Tasks service here, images its Transfer service.
 ]
 
