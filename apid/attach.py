@@ -51,7 +51,7 @@ def parse_detach_keys(spec: str | None) -> bytes:
 
 
 async def pump(raw: RawStream, session: AttachSession, *, tty: bool, stdin: bool,
-               stdin_once: bool, detach_keys: bytes | None = None) -> bool:
+               stdin_once: bool, detach_keys: bytes | None = None, close: bool = True) -> bool:
     """Run both directions until the output ends or the client detaches/disconnects.
 
     Returns:
@@ -108,7 +108,8 @@ async def pump(raw: RawStream, session: AttachSession, *, tty: bool, stdin: bool
                 task.cancel()
         with contextlib.suppress(Exception):
             await session.close()
-        await raw.close()
+        if close:
+            await raw.close()
     return detached.is_set()
 
 

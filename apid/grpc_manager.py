@@ -110,12 +110,12 @@ def _ts(pb) -> float:
 
 
 class _Session:
-    """AttachSession over the Tasks.Attach bidirectional stream."""
+    """AttachSession over the Tasks.Attach bidirectional stream (read/write API)."""
 
-    def __init__(self, call, queue: asyncio.Queue) -> None:
+    def __init__(self, call) -> None:
         self._call = call
-        self._queue = queue
         self._closed = False
+        self._writing = True
 
     async def frames(self) -> AsyncIterator[tuple[int, bytes]]:
         with _mapped("attach"):
@@ -126,19 +126,22 @@ class _Session:
                         return
                     if resp.data:
                         yield (2 if resp.stream == tpb.STDERR else 1), resp.data
-            except asyncio.CancelledError:
-                raise
             except grpc.aio.AioRpcError as err:
                 if err.code() == grpc.StatusCode.CANCELLED:
                     return
                 raise
 
     async def write(self, data: bytes) -> None:
-        await self._queue.put(tpb.AttachRequest(stdin=data))
+        if self._writing and not self._closed:
+            with _mapped("attach stdin"):
+                await self._call.write(tpb.AttachRequest(stdin=data))
 
     async def close_stdin(self) -> None:
-        await self._queue.put(tpb.AttachRequest(close_stdin=True))
-        await self._queue.put(None)  # half-close: output keeps flowing
+        if self._writing and not self._closed:
+            self._writing = False
+            with _mapped("attach close stdin"):
+                await self._call.write(tpb.AttachRequest(close_stdin=True))
+                await self._call.done_writing()  # half-close: output keeps flowing
 
     async def close(self) -> None:
         if not self._closed:
@@ -443,25 +446,20 @@ class GrpcManager:
 
     async def attach(self, container_id: str, exec_id: str = "", *, stdin: bool = False,
                      stdout: bool = True, stderr: bool = True) -> _Session:
-        queue: asyncio.Queue = asyncio.Queue()
-        await queue.put(tpb.AttachRequest(open=tpb.AttachOpen(
-            container_id=container_id, exec_id=exec_id, stdin=stdin, stdout=stdout,
-            stderr=stderr)))
-
-        async def requests():
-            while True:
-                msg = await queue.get()
-                if msg is None:
-                    return
-                yield msg
-
-        call = self.tasks.Attach(requests(), metadata=self.md())
-        with _mapped(f"attach {container_id}"):
-            first = await call.read()
+        call = self.tasks.Attach(metadata=self.md())
+        try:
+            with _mapped(f"attach {container_id}"):
+                await call.write(tpb.AttachRequest(open=tpb.AttachOpen(
+                    container_id=container_id, exec_id=exec_id, stdin=stdin, stdout=stdout,
+                    stderr=stderr)))
+                first = await call.read()
+        except BaseException:
+            call.cancel()
+            raise
         if first is grpc.aio.EOF or not first.attached:
             call.cancel()
             raise errdefs.FailedPrecondition(f"attach to {container_id} was not accepted")
-        return _Session(call, queue)
+        return _Session(call)
 
     # --- transfer (images engineer's service) ------------------------------------------
 

@@ -194,6 +194,9 @@ def changes(mounts: list[Mount]) -> list[dict[str, Any]]:
     if not upper:
         return []
     out: dict[str, int] = {}
+    # files dockerd bind-mounts over (their mount points are not changes)
+    hidden = {"/etc/hosts", "/etc/hostname", "/etc/resolv.conf", "/.dockerenv",
+              "/sbin/docker-init"}
 
     def in_lower(rel: str) -> bool:
         return any(os.path.lexists(os.path.join(d, rel.lstrip("/"))) for d in lowers)
@@ -203,11 +206,16 @@ def changes(mounts: list[Mount]) -> list[dict[str, Any]]:
         for entry in dirnames + filenames:
             full = os.path.join(dirpath, entry)
             rel = os.path.join(rel_dir, entry)
+            if rel in hidden:
+                continue
             st = os.lstat(full)
             if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
                 out[rel] = 2
                 continue
-            out[rel] = 0 if in_lower(rel) else 1
+            existed = in_lower(rel)
+            if stat.S_ISDIR(st.st_mode) and existed:
+                continue  # a copied-up directory counts only through what changed in it
+            out[rel] = 0 if existed else 1
             # a changed file makes its parent directories "changed"
             parent = os.path.dirname(rel)
             while parent not in ("/", ""):

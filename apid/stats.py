@@ -63,7 +63,7 @@ def to_docker(metrics: dict[str, Any], c: Container, prev: dict[str, Any] | None
     if mem:
         memory_stats = {"usage": int(mem_usage.get("usage", 0)),
                         "max_usage": int(mem_usage.get("max", 0)),
-                        "stats": raw, "limit": int(mem_usage.get("limit", 0)) or _host_mem()}
+                        "stats": raw, "limit": _limit(int(mem_usage.get("limit", 0)))}
         if mem_usage.get("failcnt") is not None:
             memory_stats["failcnt"] = int(mem_usage["failcnt"])
     pids = metrics.get("pids") or {}
@@ -84,6 +84,12 @@ def to_docker(metrics: dict[str, Any], c: Container, prev: dict[str, Any] | None
     if pids.get("limit"):
         out["pids_stats"]["limit"] = int(pids["limit"])
     return out
+
+
+def _limit(limit: int) -> int:
+    """An unlimited cgroup (v1: 2^63 - page) reports the host's memory, as dockerd does."""
+    host = _host_mem()
+    return host if not limit or (host and limit > host) else limit
 
 
 def _host_mem() -> int:

@@ -71,11 +71,15 @@ async def exec_start(request: Request, exec_id: str, *, daemon: DaemonDep) -> Re
     runner = asyncio.get_running_loop().create_task(daemon.exec_finish(rec, c))
     raw = await hijack(request.scope, [(b"content-type", stream_content_type(
         tty, api_version(request)))], _upgrade_requested(request))
-    await attach_mod.pump(raw, session, tty=tty, stdin=want_in, stdin_once=True,
-                          detach_keys=attach_mod.parse_detach_keys(cfg.get("DetachKeys")))
-    # the CLI reads ExitCode right after the stream ends: let the exit be recorded first
-    with contextlib.suppress(errdefs.EngineError, TimeoutError):
-        await asyncio.wait_for(asyncio.shield(runner), 5)
+    try:
+        await attach_mod.pump(raw, session, tty=tty, stdin=want_in, stdin_once=True,
+                              detach_keys=attach_mod.parse_detach_keys(cfg.get("DetachKeys")),
+                              close=False)
+        # the CLI reads ExitCode as soon as the stream ends: record the exit first
+        with contextlib.suppress(errdefs.EngineError, TimeoutError):
+            await asyncio.wait_for(asyncio.shield(runner), 5)
+    finally:
+        await raw.close()
     return Response()
 
 

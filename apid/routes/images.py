@@ -79,7 +79,10 @@ async def list_images(all: str | None = None, filters: str | None = None,
                       digests: str | None = None, *, daemon: DaemonDep) -> list[dict]:
     flt = parse_filters(filters, IMAGE_FILTERS)
     dangling = qbool(flt["dangling"][0]) if flt.get("dangling") else None
-    images = await daemon.manager.image_summaries(qbool(all) or dangling is True)
+    try:
+        images = await daemon.manager.image_summaries(qbool(all) or dangling is True)
+    except errdefs.Unavailable:
+        images = await _summaries_from_records(daemon)
     by_ref = {}
     for img in images:
         for t in img["RepoTags"]:
@@ -174,12 +177,26 @@ async def create_image(request: Request, fromImage: str | None = None, tag: str 
     raise errdefs.InvalidArgument("fromImage or fromSrc is required")
 
 
+async def _summaries_from_records(daemon) -> list[dict]:
+    """Image list from managerd's Images records (when Transfer is not available)."""
+    groups: dict[str, list] = {}
+    for img in await daemon.manager.list_images():
+        groups.setdefault(img.config_digest, []).append(img)
+    return [views.image_summary(imgs[0], [i.name for i in imgs]) for imgs in groups.values()]
+
+
 @router.get("/images/{name:path}/json")
 async def inspect_image(name: str, *, daemon: DaemonDep) -> dict:
     try:
         return await daemon.manager.image_inspect(name)
     except errdefs.NotFound:
         raise _no_such_image(name) from None
+    except errdefs.Unavailable:
+        try:
+            img = await daemon.manager.get_image(name)
+        except errdefs.NotFound:
+            raise _no_such_image(name) from None
+        return views.image_inspect(img, [img.name])
 
 
 @router.get("/images/{name:path}/history")
