@@ -229,6 +229,12 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as err:  # noqa: BLE001 - a bug still gets one log record, not a traceback
+        log.error(f"internal error: {type(err).__name__}: {err}")
+        if log.debug_enabled:
+            import traceback
+            traceback.print_exc()
+        return 1
 
 
 def _shim_error() -> type:

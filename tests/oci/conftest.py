@@ -37,18 +37,26 @@ def new_id(prefix: str = "dy") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
-def reap(pid: int, timeout: float = 10.0) -> None:
-    """Wait for an adopted container process (our child as subreaper) and reap it."""
+def reap(*pids: int, timeout: float = 10.0) -> None:
+    """Wait for adopted container processes (our children as subreaper) and reap them.
+
+    All at once: a dying pid-namespace init waits until every process of its
+    namespace is reaped, and an exec'd process's zombie is ours to reap.
+    """
+    left = set(pids)
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            done, _ = os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            return  # not ours (already reaped, or reparented elsewhere)
-        if done:
-            return
-        time.sleep(0.01)
-    raise AssertionError(f"process {pid} did not exit")
+    while left and time.monotonic() < deadline:
+        for pid in list(left):
+            try:
+                done, _ = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                done = pid  # not ours (already reaped, or reparented elsewhere)
+            if done:
+                left.discard(pid)
+        if left:
+            time.sleep(0.01)
+    if left:
+        raise AssertionError(f"processes {sorted(left)} did not exit")
 
 
 def cgroup_dirs(container_id: str) -> list[str]:
@@ -108,9 +116,12 @@ class Shim:
             raise AssertionError(f"{args}: rc={res.returncode} stderr={res.stderr!r}")
         return res
 
+    cgroup_dirs = staticmethod(cgroup_dirs)
+    mounts_under = staticmethod(mounts_under)
+
     @staticmethod
-    def reap(pid: int, timeout: float = 10.0) -> None:
-        reap(pid, timeout)
+    def reap(*pids: int, timeout: float = 10.0) -> None:
+        reap(*pids, timeout=timeout)
 
     def rootfs(self) -> Path:
         """One busybox tree per test, copied into each bundle."""
@@ -158,8 +169,7 @@ class Shim:
             except (AssertionError, ValueError):
                 pass
             self("delete", "--force", cid)
-        for pid in self.pids:
-            reap(pid)
+        reap(*self.pids)
 
     def leaks(self) -> list[str]:
         found = []

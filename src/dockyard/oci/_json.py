@@ -44,11 +44,21 @@ def loads(text: str | bytes) -> object:
     start = len(text) - len(text.lstrip(_WS))
     try:
         obj, end = _scan(text, start)
-    except StopIteration as err:
-        raise ValueError(f"expecting value at char {err.value}") from None
+    except (StopIteration, SystemError, ValueError):
+        _explain(text)
+        raise
     if text[end:].strip(_WS):
         raise ValueError(f"extra data at char {end}")
     return obj
+
+
+def _explain(text: str) -> None:
+    """Bad input (rare): let the full `json` module word the error. The bare
+    C scanner cannot always build its JSONDecodeError without it."""
+    import json
+
+    json.loads(text)
+    raise ValueError("invalid JSON")
 
 
 def _default(obj: object) -> object:
