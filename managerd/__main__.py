@@ -45,11 +45,22 @@ def parse_args(argv: list[str] | None = None) -> Config:
     p.add_argument("--log-root", default=env("DOCKYARD_LOG_ROOT", Config.log_root),
                    help="container json-file logs: <log-root>/<id>/<id>-json.log "
                         "(default %(default)s)")
+    p.add_argument("--insecure-registry", action="append", default=[],
+                   help="registry (host:port or CIDR) to reach over plain HTTP; loopback "
+                        "always is (repeatable)")
+    p.add_argument("--registry-config", default=env("DOCKYARD_REGISTRY_CONFIG", ""),
+                   help="a Docker config.json whose `auths` supply registry credentials")
+    p.add_argument("--max-concurrent-downloads", type=int,
+                   default=Config.max_concurrent_downloads,
+                   help="layers downloaded at once per pull (default %(default)s)")
     a = p.parse_args(argv)
     return Config(root=os.path.abspath(a.root), state=os.path.abspath(a.state),
                   address=a.address, log_level=a.log_level, max_workers=a.max_workers,
                   socket_gid=a.socket_group, runtime=a.runtime,
-                  log_root=os.path.abspath(a.log_root))
+                  log_root=os.path.abspath(a.log_root),
+                  insecure_registries=tuple(a.insecure_registry),
+                  registry_config=a.registry_config,
+                  max_concurrent_downloads=a.max_concurrent_downloads)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,3 +25,8 @@ class Config:
     # (a PATH name or a path), and where task logs go (<log_root>/<id>/<id>-json.log)
     runtime: str = "dockyard-shim"
     log_root: str = f"{paths.DATA_ROOT}/containers"
+    # images: registries reached over plain HTTP besides loopback ("host:port" or a CIDR),
+    # a Docker config.json whose `auths` give credentials ("" = none), parallel downloads
+    insecure_registries: tuple[str, ...] = ()
+    registry_config: str = ""
+    max_concurrent_downloads: int = 3
