@@ -53,6 +53,26 @@ class _Stream:
         return getattr(self._call, name)
 
 
+class _Outcome:
+    """A unary call or future whose result() raises errdefs errors (future() stays async)."""
+
+    def __init__(self, call) -> None:
+        self._call = call
+
+    def result(self, timeout: float | None = None):
+        try:
+            return self._call.result(timeout)
+        except grpc.RpcError as err:
+            raise from_rpc_error(err) from err
+
+    def exception(self, timeout: float | None = None):
+        exc = self._call.exception(timeout)
+        return from_rpc_error(exc) if isinstance(exc, grpc.RpcError) else exc
+
+    def __getattr__(self, name: str):
+        return getattr(self._call, name)
+
+
 class _Interceptor(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor,
                    grpc.StreamUnaryClientInterceptor, grpc.StreamStreamClientInterceptor):
     def __init__(self, metadata: tuple[tuple[str, str], ...]) -> None:
@@ -67,20 +87,10 @@ class _Interceptor(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInter
                      details.wait_for_ready, details.compression)
 
     def intercept_unary_unary(self, continuation, details, request):
-        call = continuation(self._details(details), request)
-        try:
-            call.result()
-        except grpc.RpcError as err:
-            raise from_rpc_error(err) from err
-        return call
+        return _Outcome(continuation(self._details(details), request))
 
     def intercept_stream_unary(self, continuation, details, request_iterator):
-        call = continuation(self._details(details), request_iterator)
-        try:
-            call.result()
-        except grpc.RpcError as err:
-            raise from_rpc_error(err) from err
-        return call
+        return _Outcome(continuation(self._details(details), request_iterator))
 
     def intercept_unary_stream(self, continuation, details, request):
         return _Stream(continuation(self._details(details), request))

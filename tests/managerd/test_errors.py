@@ -72,3 +72,16 @@ def test_from_code_without_trailer():
     assert isinstance(err, errdefs.Unavailable)
     err = errors.from_rpc_error(FakeRpcError(grpc.StatusCode.INTERNAL, "oops"))
     assert type(err) is errdefs.EngineError and "oops" in str(err)
+
+
+def test_client_maps_errors_for_calls_and_futures(managerd, ns):
+    from dockyard.protos.services.containers.v1 import containers_pb2 as cpb
+    with managerd.client(ns) as c:
+        with pytest.raises(errdefs.NotFound, match="container ghost"):
+            c.containers.Get(cpb.GetContainerRequest(id="ghost"), timeout=5)
+        fut = c.containers.Get.future(cpb.GetContainerRequest(id="ghost"), timeout=5)
+        assert isinstance(fut.exception(), errdefs.NotFound)
+        with pytest.raises(errdefs.NotFound):
+            fut.result()
+        resp, call = c.containers.List.with_call(cpb.ListContainersRequest(), timeout=5)
+        assert list(resp.containers) == [] and call.code() == grpc.StatusCode.OK
