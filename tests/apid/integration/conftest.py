@@ -85,6 +85,8 @@ class Stack:
         self.apid = apid
         self.image = image  # "127.0.0.1:PORT/busybox:latest"
 
+    docker_cli = DOCKER_CLIS[0] if DOCKER_CLIS else "docker"
+
     @property
     def env(self) -> dict[str, str]:
         return dict(os.environ, DOCKER_HOST=self.apid.host, DOCKER_CONFIG=str(
