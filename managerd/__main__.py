@@ -2,7 +2,7 @@
 
     dockyard-managerd [--root DIR] [--state DIR] [--address unix:///PATH]
                       [--log-level LEVEL] [--max-workers N] [--socket-group GID]
-                      [--runtime PATH] [--log-root DIR]
+                      [--snapshotter auto|overlayfs|native] [--runtime PATH] [--log-root DIR]
 
 Defaults come from dockyard.paths (/var/lib/dockyard/manager,
 /run/dockyard/manager, unix:///run/dockyard/managerd.sock); the socket is
@@ -39,6 +39,10 @@ def parse_args(argv: list[str] | None = None) -> Config:
                    help="gRPC threads (streams hold one each; default %(default)s)")
     p.add_argument("--socket-group", type=int, default=None,
                    help="group id owning the socket (mode 0660)")
+    p.add_argument("--snapshotter", default=env("DOCKYARD_SNAPSHOTTER", "auto"),
+                   choices=["auto", "overlayfs", "native"],
+                   help="snapshotter for requests naming none (auto: overlayfs when it "
+                        "mounts under --root, else native; default %(default)s)")
     p.add_argument("--runtime", default=env("DOCKYARD_RUNTIME", Config.runtime),
                    help="OCI runtime for containers asking for dockyard-shim (default "
                         "%(default)s; e.g. /usr/sbin/runc)")
@@ -57,6 +61,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
     return Config(root=os.path.abspath(a.root), state=os.path.abspath(a.state),
                   address=a.address, log_level=a.log_level, max_workers=a.max_workers,
                   socket_gid=a.socket_group, runtime=a.runtime,
+                  default_snapshotter=a.snapshotter,
                   log_root=os.path.abspath(a.log_root),
                   insecure_registries=tuple(a.insecure_registry),
                   registry_config=a.registry_config,

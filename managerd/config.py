@@ -20,7 +20,7 @@ class Config:
     socket_gid: int | None = None  # chown the socket to this group when set
     max_workers: int = 256  # gRPC thread pool: streams (events, wait, attach) hold a thread
     log_level: str = "info"
-    default_snapshotter: str = "overlayfs"
+    default_snapshotter: str = "auto"  # for requests naming none: auto|overlayfs|native
     # tasks: the runtime for containers whose runtime.name is "dockyard-shim" or empty
     # (a PATH name or a path), and where task logs go (<log_root>/<id>/<id>-json.log)
     runtime: str = "dockyard-shim"

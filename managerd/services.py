@@ -115,7 +115,8 @@ def build_context(config: Config) -> Context:
     leases = Leases(db, namespaces)
     content = Content(ContentStore(os.path.join(config.root, "content")), db, namespaces,
                       leases, events)
-    snapshots = Snapshots(os.path.join(config.root, "snapshots"), db, namespaces, leases, events)
+    snapshots = Snapshots(os.path.join(config.root, "snapshots"), db, namespaces, leases, events,
+                          default=config.default_snapshotter)
     images = Images(db, namespaces, events)
     containers = Containers(db, namespaces, events)
     gc = Collector(db, content, snapshots, leases)

@@ -16,12 +16,13 @@ the metadata and decides what may happen.
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 
 from dockyard.managerd.snapshots.mount import Mount
 
-__all__ = ["Driver", "Overlay", "Native", "usage"]
+__all__ = ["Driver", "Overlay", "Native", "usage", "overlay_supported"]
 
 
 class Driver:
@@ -103,3 +104,27 @@ def usage(path: str) -> tuple[int, int]:
             except FileNotFoundError:
                 continue
     return size, len(seen)
+
+
+def overlay_supported(workdir: str) -> bool:
+    """Whether an overlay with two lower dirs mounts in `workdir` (on the filesystem that
+    will hold the snapshots: overlayfs cannot use another overlayfs as upper layer)."""
+    import shutil
+    import tempfile
+
+    from dockyard.managerd.snapshots.mount import mount_all, unmount
+
+    os.makedirs(workdir, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".check-", dir=workdir)
+    try:
+        for d in ("l1", "l2", "u", "w", "m"):
+            os.mkdir(os.path.join(tmp, d))
+        j = functools.partial(os.path.join, tmp)
+        mount_all([Mount("overlay", "overlay", (
+            f"lowerdir={j('l1')}:{j('l2')}", f"upperdir={j('u')}", f"workdir={j('w')}"))], j("m"))
+        unmount(j("m"))
+        return True
+    except OSError:
+        return False
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -25,7 +25,13 @@ from dockyard.managerd.atomic import atomic_delete
 from dockyard.managerd.metadata._fields import apply_map, validate_labels
 from dockyard.managerd.metadata.db import DB, dump_map, load_map, now_ns
 from dockyard.managerd.metadata.leases import Resource
-from dockyard.managerd.snapshots.drivers import Driver, Native, Overlay, usage
+from dockyard.managerd.snapshots.drivers import (
+    Driver,
+    Native,
+    Overlay,
+    overlay_supported,
+    usage,
+)
 from dockyard.managerd.snapshots.mount import Mount
 
 from dockyard.errdefs import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
@@ -62,6 +68,13 @@ class Snapshots:
             "overlayfs": Overlay(os.path.join(root, "overlayfs")),
             "native": Native(os.path.join(root, "native")),
         }
+        if default == "auto":  # overlayfs where the kernel and the filesystem allow it
+            self.default = ("overlayfs" if overlay_supported(self.drivers["overlayfs"].root)
+                            else "native")
+            log.info("default snapshotter=%s", self.default)
+        elif default not in self.drivers:
+            raise InvalidArgument(f"unknown snapshotter {default!r} "
+                                  f"(have auto, {', '.join(sorted(self.drivers))})")
 
     def driver(self, snapshotter: str) -> tuple[str, Driver]:
         name = snapshotter or self.default
@@ -244,7 +257,8 @@ class Snapshots:
         removed = 0
         for drv in self.drivers.values():
             for name in os.listdir(drv.root):
-                if name.startswith(".del-") or (name.isdigit() and int(name) not in ids):
+                if name.startswith((".del-", ".check-")) or (
+                        name.isdigit() and int(name) not in ids):
                     atomic_delete(os.path.join(drv.root, name))
                     removed += 1
         return removed

@@ -154,3 +154,14 @@ def test_many_layers_overflowing_a_page_of_options(client, mounter):
     with open(os.path.join(root, "f"), "w") as f:
         f.write("ok")
     assert os.listdir(root) == ["f"]
+
+
+def test_default_snapshotter_flag(managerd_factory, client, ns):
+    # the shared daemon runs with --snapshotter auto: overlayfs works here
+    assert _mounts(client, key="auto")[0].source.split("/snapshots/")[1].startswith("overlayfs/")
+    m = managerd_factory(["--snapshotter", "native"])
+    with m.client(ns) as c:
+        mounts = _mounts(c, key="k")
+        assert mounts[0].type == "bind" and "/snapshots/native/" in mounts[0].source
+        assert c.snapshots.Stat(pb.StatSnapshotRequest(snapshotter="native", key="k"),
+                                timeout=5).info.name == "k"
