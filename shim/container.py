@@ -300,9 +300,9 @@ class Container:
             console = connect(opts.console_socket)
             undo.append(console.close)
         namespaces = linux.get("namespaces") or []
-        preload(config["process"], linux.get("seccomp"))
+        seccomp = preload(config["process"], linux.get("seccomp"))
         ctx = InitContext(config, bundle, rootfs, fifo_fd, opts.no_pivot, console,
-                          dict(mgr.paths))
+                          dict(mgr.paths), seccomp)
         parent, child = Channel.pair()
         undo.append(parent.close)
         restore = _enter_pid_namespace(sc, namespaces)
@@ -490,6 +490,7 @@ class Container:
         if process.get("terminal") and not console_socket:
             raise InvalidArgument("cannot allocate tty if runc will detach without setting "
                                   "console socket")
+        seccomp = preload(process, (self.config.get("linux") or {}).get("seccomp"))
         sc = _syscalls()
         ns_fds: dict[str, int] = {}
         try:
@@ -507,8 +508,6 @@ class Container:
             from dockyard.shim.console import connect
             console = connect(console_socket)
         pid_fd = ns_fds.pop("pid", None)
-        seccomp = (self.config.get("linux") or {}).get("seccomp")
-        preload(process, seccomp)
         ctx = ExecContext(ns_fds, process, seccomp, console)
         parent, child = Channel.pair()
         restore = None

@@ -49,11 +49,13 @@ class InitContext:
     """What the init child needs, prepared by the parent before fork."""
 
     __slots__ = ("config", "bundle", "rootfs", "fifo_fd", "no_pivot", "console",
-                 "cgroup_paths")
+                 "cgroup_paths", "seccomp")
 
     def __init__(self, config: dict, bundle: str, rootfs_path: str, fifo_fd: int,
                  no_pivot: bool = False, console: _socket.socket | None = None,
-                 cgroup_paths: dict[str, str] | None = None) -> None:
+                 cgroup_paths: dict[str, str] | None = None,
+                 seccomp: proc.Filter | None = None) -> None:
+        self.seccomp = seccomp
         self.config = config
         self.bundle = bundle
         self.rootfs = rootfs_path
@@ -68,7 +70,7 @@ class ExecContext:
 
     __slots__ = ("ns_fds", "process", "seccomp", "console")
 
-    def __init__(self, ns_fds: dict[str, int], process: dict, seccomp: dict | None,
+    def __init__(self, ns_fds: dict[str, int], process: dict, seccomp: proc.Filter | None,
                  console: _socket.socket | None = None) -> None:
         self.ns_fds = ns_fds
         self.process = process
@@ -176,7 +178,7 @@ def _init(sc: Syscalls, chan: Channel, ctx: InitContext) -> None:
     rootfs.mask_paths(sc, linux.get("maskedPaths") or [])
     if (config.get("root") or {}).get("readonly"):
         rootfs.readonly_root(sc)
-    prepared = proc.prepare(sc, process, linux.get("seccomp"))
+    prepared = proc.prepare(sc, process, ctx.seccomp)
     sc.prctl(consts.PR_SET_PDEATHSIG, 0)
     chan.send(Msg.READY)
     # Block until `start` opens the fifo for reading (runc's exec.fifo). The fd

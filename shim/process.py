@@ -31,7 +31,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from dockyard.shim._sys.syscalls import Syscalls
 
-__all__ = ["ExecError", "Prepared", "preload", "find_executable", "environ", "prepare", "finish",
+__all__ = ["ExecError", "Filter", "Prepared", "preload", "find_executable", "environ", "prepare", "finish",
            "reset_signals"]
 
 _DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -112,13 +112,27 @@ def _home(uid: int) -> str:
     return "/"
 
 
-def preload(process: dict, seccomp: dict | None) -> None:
-    """Import, before fork, every module the child will need: after pivot_root
-    or setns(CLONE_NEWNS) the shim's own files are out of reach."""
-    if seccomp:
-        import dockyard.shim.seccomp  # noqa: F401
+def preload(process: dict, seccomp: dict | None) -> Filter | None:
+    """Before fork, in the parent: import every module the child will need
+    (after pivot_root or setns(CLONE_NEWNS) the shim's own files are out of
+    reach) and compile the seccomp profile, so a bad profile fails `create`
+    with nothing built yet."""
     if process.get("terminal"):
         import dockyard.shim.console  # noqa: F401
+    if not seccomp:
+        return None
+    from dockyard.shim.seccomp import compile_filter, install_filter  # noqa: F401
+    return Filter(compile_filter(seccomp), seccomp.get("flags"))
+
+
+class Filter:
+    """A compiled seccomp program and the OCI flags to install it with."""
+
+    __slots__ = ("program", "flags")
+
+    def __init__(self, program: bytes, flags: list[str] | None) -> None:
+        self.program = program
+        self.flags = flags
 
 
 class Prepared:
@@ -135,7 +149,7 @@ class Prepared:
         self.seccomp = seccomp
 
 
-def prepare(sc: Syscalls, process: dict, seccomp: dict | None) -> Prepared:
+def prepare(sc: Syscalls, process: dict, seccomp: Filter | None) -> Prepared:
     """Everything that may fail and must be reported before the exec fifo:
     rlimits, OOM score, cwd, user + capabilities, the executable's path,
     the compiled seccomp filter. Runs inside the container's root, as root."""
@@ -154,10 +168,7 @@ def prepare(sc: Syscalls, process: dict, seccomp: dict | None) -> Prepared:
     except OSError as err:
         raise OSError(err.errno, f"mkdir cwd {cwd}: {(err.strerror or '').lower()}") from None
     path = find_executable(process["args"][0], env)
-    program = None
-    if seccomp:
-        from dockyard.shim.seccomp import compile_filter
-        program = compile_filter(seccomp)
+    program = seccomp
     nnp = process.get("noNewPrivileges", False)
     if program is not None and not nnp:
         # without no_new_privs, installing a filter needs CAP_SYS_ADMIN: do it
@@ -185,9 +196,9 @@ def prepare(sc: Syscalls, process: dict, seccomp: dict | None) -> Prepared:
     return Prepared(path, list(process["args"]), env, process, program)
 
 
-def _install(sc: Syscalls, program: object) -> None:
-    from dockyard.shim.seccomp import install_filter
-    install_filter(program, sys=sc)
+def _install(sc: Syscalls, seccomp: Filter) -> None:
+    from dockyard.shim.seccomp import install_filter  # preloaded before fork
+    install_filter(seccomp.program, seccomp.flags, sys=sc)
 
 
 def finish(sc: Syscalls, prepared: Prepared) -> None:
