@@ -17,6 +17,7 @@ from __future__ import annotations
 from dockyard.shim.seccomp.compiler import (
     ACTIONS,
     ARCHES,
+    ARCHS,
     FLAGS,
     OPERATORS,
     compile_filter,
@@ -25,5 +26,5 @@ from dockyard.shim.seccomp.compiler import (
 )
 from dockyard.shim.seccomp.install import install_filter
 
-__all__ = ["ACTIONS", "ARCHES", "FLAGS", "OPERATORS", "compile_filter", "filter_flags",
+__all__ = ["ACTIONS", "ARCHES", "ARCHS", "FLAGS", "OPERATORS", "compile_filter", "filter_flags",
            "install_filter", "syscall_table"]

@@ -39,8 +39,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-__all__ = ["ACTIONS", "ARCHES", "FLAGS", "OPERATORS", "compile_filter", "filter_flags",
-           "syscall_table"]
+__all__ = ["ACTIONS", "ARCHES", "ARCHS", "FLAGS", "OPERATORS", "compile_filter",
+           "filter_flags", "syscall_table"]
 
 # seccomp return values (linux/seccomp.h)
 RET_KILL_PROCESS = 0x80000000
@@ -78,6 +78,8 @@ ARCHES: dict[str, tuple[str, int, bool]] = {
     "SCMP_ARCH_AARCH64": ("aarch64", 0xC00000B7, True),
     "SCMP_ARCH_ARM": ("arm", 0x40000028, False),
 }
+# What `features` reports as supported (ARCHES minus those without a table).
+ARCHS = ("SCMP_ARCH_X86", "SCMP_ARCH_X86_64", "SCMP_ARCH_X32", "SCMP_ARCH_AARCH64")
 # Architectures libseccomp knows that this compiler has no table for; a
 # profile may list them (Docker's archMap does), they are left out of the
 # filter, so their syscalls meet the bad-architecture action.
