@@ -152,7 +152,7 @@ class _Session:
 class GrpcManager:
     """Manager over a managerd address (unix:///run/dockyard/managerd.sock)."""
 
-    def __init__(self, address: str, namespace: str = NAMESPACE, snapshotter: str = "overlayfs"
+    def __init__(self, address: str, namespace: str = NAMESPACE, snapshotter: str = ""
                  ) -> None:
         target = "unix://" + unix_path(address) if not address.startswith("unix:") else address
         self.channel = grpc.aio.insecure_channel(target, options=[

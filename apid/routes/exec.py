@@ -9,6 +9,7 @@ from dockyard.apid import attach as attach_mod
 from dockyard.apid.deps import DaemonDep, api_version
 from dockyard.apid.hijack import hijack
 from dockyard.apid.routes.containers import _upgrade_requested, stream_content_type
+from dockyard.apid.streams import STDERR, frame
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict
@@ -63,15 +64,23 @@ async def exec_start(request: Request, exec_id: str, *, daemon: DaemonDep) -> Re
     session = await daemon.manager.attach(c.id, rec.id, stdin=want_in,
                                           stdout=bool(cfg.get("AttachStdout", True)),
                                           stderr=bool(cfg.get("AttachStderr", True)))
+    # hijack first, then start (as dockerd does): a client reading the 101 with a buffered
+    # reader (docker-py) must not get output in the same read as the headers
     try:
-        await daemon.exec_begin(rec, c)
+        raw = await hijack(request.scope, [(b"content-type", stream_content_type(
+            tty, api_version(request)))], _upgrade_requested(request))
     except BaseException:
         await session.close()
         raise
-    runner = asyncio.get_running_loop().create_task(daemon.exec_finish(rec, c))
-    raw = await hijack(request.scope, [(b"content-type", stream_content_type(
-        tty, api_version(request)))], _upgrade_requested(request))
     try:
+        try:
+            await daemon.exec_begin(rec, c)
+        except errdefs.EngineError as err:
+            await session.close()
+            message = f"OCI runtime exec failed: {err}\r\n".encode()
+            await raw.write(message if tty else frame(STDERR, message))
+            return Response()
+        runner = asyncio.get_running_loop().create_task(daemon.exec_finish(rec, c))
         await attach_mod.pump(raw, session, tty=tty, stdin=want_in, stdin_once=True,
                               detach_keys=attach_mod.parse_detach_keys(cfg.get("DetachKeys")),
                               close=False)

@@ -1,0 +1,45 @@
+"""curl on the native /v1/ prefix and raw HTTP edge cases."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+pytestmark = [pytest.mark.privileged, pytest.mark.timeout(60)]
+
+
+def curl(stack, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["curl", "-sS", "--unix-socket", str(stack.apid.socket), *args],
+                          capture_output=True, timeout=30)
+
+
+def test_native_routes_with_curl(stack, busybox, name):
+    assert curl(stack, "http://d/v1/_ping").stdout == b"OK"
+    v = json.loads(curl(stack, "http://d/v1/version").stdout)
+    assert v["ApiVersion"] == "1.51"
+    body = json.dumps({"Image": busybox, "Cmd": ["echo", "native"]})
+    r = curl(stack, "-X", "POST", "-H", "Content-Type: application/json", "-d", body,
+             f"http://d/v1/containers/create?name={name}")
+    cid = json.loads(r.stdout)["Id"]
+    listed = json.loads(curl(stack, "http://d/v1/containers/json?all=1").stdout)
+    assert any(c["Id"] == cid for c in listed)
+    r = curl(stack, "-X", "DELETE", "-o", "/dev/null", "-w", "%{http_code}",
+             f"http://d/v1/containers/{cid}")
+    assert r.stdout == b"204"
+
+
+def test_bad_requests_are_400_json(stack):
+    r = curl(stack, "-X", "POST", "-H", "Content-Type: application/json", "-d", "{oops",
+             "-w", "\n%{http_code}", "http://d/v1.41/containers/create")
+    body, code = r.stdout.rsplit(b"\n", 1)
+    assert code == b"400" and "message" in json.loads(body)
+    r = curl(stack, "-X", "POST", "-H", "Content-Type: application/json",
+             "-d", json.dumps({"Image": "x", "Cmd": 5}), "-w", "\n%{http_code}",
+             "http://d/v1.41/containers/create")
+    body, code = r.stdout.rsplit(b"\n", 1)
+    assert code == b"400" and "Traceback" not in body.decode()
+    r = curl(stack, "-w", "\n%{http_code}", "http://d/v1.41/containers/nope/json")
+    body, code = r.stdout.rsplit(b"\n", 1)
+    assert code == b"404" and json.loads(body) == {"message": "No such container: nope"}
