@@ -116,13 +116,16 @@ def create_app(daemon: Any, *, images: Any = None, tracer: Any = None) -> Any:
                   docs_url="/docs", openapi_url="/openapi.json", redoc_url=None)
     app.state.daemon = daemon
     app.state.manager = daemon.manager
-    app.state.tracer = tracer
     errors.install(app)
     app.include_router(system.router)
     app.include_router(containers.router)
     app.include_router(archive.router)
     app.include_router(exec_routes.router)
     app.include_router(image_routes.router)
-    wrapped = _DockerAPI(app)
+    from dockyard.apid.trace import TraceMiddleware, Tracer
+
+    tracer = tracer or Tracer(f"{daemon.config.exec_root}/trace")
+    app.state.tracer = tracer
+    wrapped = _DockerAPI(TraceMiddleware(app, tracer))
     wrapped.fastapi = app  # type: ignore[attr-defined]
     return wrapped

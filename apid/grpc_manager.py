@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import grpc
+from dockyard.apid import trace
 from dockyard.apid.manager import (
     NAMESPACE,
     ContainerInfo,
@@ -64,17 +65,15 @@ _INDEXES = {"application/vnd.oci.image.index.v1+json",
 _STATUS = {tpb.CREATED: "created", tpb.RUNNING: "running", tpb.STOPPED: "stopped",
            tpb.PAUSED: "paused"}
 
-def _traceparent() -> str | None:
-    try:
-        from dockyard.apid import trace
-
-        return trace.current_traceparent()
-    except ImportError:
-        return None
+@contextlib.contextmanager
+def _mapped(what: str) -> Iterator[None]:
+    """Map gRPC errors to errdefs once; a trace span per call when the request is traced."""
+    with trace.span(f"grpc {what}"), _map_errors(what):
+        yield
 
 
 @contextlib.contextmanager
-def _mapped(what: str) -> Iterator[None]:
+def _map_errors(what: str) -> Iterator[None]:
     try:
         yield
     except grpc.aio.AioRpcError as err:
@@ -170,7 +169,7 @@ class GrpcManager:
 
     def md(self) -> list[tuple[str, str]]:
         out = [("dockyard-namespace", self.namespace)]
-        tp = _traceparent()
+        tp = trace.current_traceparent()
         if tp:
             out.append(("traceparent", tp))
         return out

@@ -166,3 +166,11 @@ async def system_df(*, daemon: DaemonDep) -> JSONResponse:
         containers.append(views.container_summary(c, size))
     return JSONResponse({"LayersSize": sum(i["Size"] for i in imgs), "Images": imgs,
                          "Containers": containers, "Volumes": [], "BuildCache": []})
+
+
+@router.get("/traces/{trace_id}")
+async def get_trace(trace_id: str, request: Request) -> list[dict]:
+    """Spans of a traced request (native API; see apid/trace.py for the format)."""
+    from dockyard.apid.trace import read_trace
+
+    return read_trace(request.app.state.tracer.directory, trace_id)

@@ -212,3 +212,15 @@ def test_restore_from_manager(env, tmp_path):
 
     asyncio.run(fresh.restore())
     assert fresh.get("keep").id == cid
+
+
+def test_traceparent_records_request_span(env, tmp_path):
+    client, _, _ = env
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    r = client.get("/v1/version", headers={"traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"})
+    assert r.status_code == 200
+    spans = client.get(f"/v1/traces/{trace_id}").json()
+    assert spans[0]["name"] == "GET /version" and spans[0]["parent_id"] == "00f067aa0ba902b7"
+    assert spans[0]["attrs"]["http.status"] == 200 and spans[0]["service"] == "apid"
+    assert client.get("/v1/traces/" + "1" * 32).status_code == 404
+    assert client.get("/v1/traces/nothex").status_code == 400

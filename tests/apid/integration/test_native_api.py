@@ -43,3 +43,18 @@ def test_bad_requests_are_400_json(stack):
     r = curl(stack, "-w", "\n%{http_code}", "http://d/v1.41/containers/nope/json")
     body, code = r.stdout.rsplit(b"\n", 1)
     assert code == b"404" and json.loads(body) == {"message": "No such container: nope"}
+
+
+def test_trace_spans_cover_grpc_calls(stack, busybox):
+    trace_id = "0af7651916cd43dd8448eb211c80319c"
+    body = json.dumps({"Image": busybox, "Cmd": ["true"]})
+    r = curl(stack, "-X", "POST", "-H", "Content-Type: application/json", "-H",
+             f"traceparent: 00-{trace_id}-b7ad6b7169203331-01", "-d", body,
+             "http://d/v1/containers/create")
+    cid = json.loads(r.stdout)["Id"]
+    spans = json.loads(curl(stack, f"http://d/v1/traces/{trace_id}").stdout)
+    root = [s for s in spans if s["name"] == "POST /containers/create"]
+    assert root and root[0]["parent_id"] == "b7ad6b7169203331"
+    grpc_spans = [s for s in spans if s["name"].startswith("grpc ")]
+    assert grpc_spans and all(s["parent_id"] == root[0]["span_id"] for s in grpc_spans)
+    curl(stack, "-X", "DELETE", f"http://d/v1/containers/{cid}")
