@@ -5,7 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-pkgs=(busybox-static iproute2 iptables kmod e2fsprogs python3-venv ca-certificates curl)
+pkgs=(busybox-static iproute2 iptables kmod e2fsprogs python3-venv ca-certificates curl
+      tini)  # tini: tini-static is apid's docker-init for `docker run --init`
 if [ "${1:-}" = "--test" ]; then
   # reference peers and test infrastructure: a real registry, the docker CLI,
   # runc for side-by-side checks, docker-compose to validate the dev stack
