@@ -32,7 +32,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-__all__ = ["V1Manager", "plan"]
+__all__ = ["V1Manager", "cpuset_stats", "parse_list", "plan"]
 
 _UNLIMITED = 0xFFFFFFFFFFFFFFFF
 
@@ -307,10 +307,12 @@ class V1Manager(Manager):
         return read_keyed(os.path.join(path, "memory.oom_control")).get("oom_kill", 0)
 
     def stats(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"cpu": self._cpu_stats(), "memory": self._memory_stats(),
-                                "pids": self._pids_stats(), "blkio": self._blkio_stats(),
-                                "hugetlb": self._hugetlb_stats()}
-        return data
+        path = self.path("cpuset")
+        return {"cpu": self._cpu_stats(),
+                "cpuset": cpuset_stats(path, "") if path else cpuset_stats(None, ""),
+                "memory": self._memory_stats(), "pids": self._pids_stats(),
+                "blkio": self._blkio_stats(), "hugetlb": self._hugetlb_stats(),
+                "intel_rdt": {}, "network_interfaces": None}
 
     def _cpu_stats(self) -> dict[str, Any]:
         usage: dict[str, Any] = {"kernel": 0, "user": 0}
@@ -470,6 +472,38 @@ def plan(resources: dict[str, Any]) -> list[tuple[str, str, str]]:
         writes.append(("net_prio", "net_prio.ifpriomap",
                        f"{prio['name']} {int(prio['priority'])}"))
     return writes
+
+
+_CPUSET_FLAGS = ("cpu_exclusive", "mem_hardwall", "mem_exclusive", "memory_migrate",
+                 "memory_spread_page", "memory_spread_slab", "memory_pressure",
+                 "sched_load_balance", "sched_relax_domain_level")
+
+
+def parse_list(text: str) -> list[int]:
+    """A kernel cpu/node list ("0-2,4") -> [0, 1, 2, 4]."""
+    out: list[int] = []
+    for part in text.strip().split(","):
+        if not part:
+            continue
+        lo, _, hi = part.partition("-")
+        out.extend(range(int(lo), int(hi or lo) + 1))
+    return out
+
+
+def cpuset_stats(path: str | None, suffix: str) -> dict[str, Any]:
+    """runc's `cpuset` stats object (v2 passes suffix '.effective')."""
+    out: dict[str, Any] = {}
+    for key in ("cpus", "mems"):
+        try:
+            values = parse_list(read_file(os.path.join(path, f"cpuset.{key}{suffix}"))) \
+                if path else []
+        except (FileNotFoundError, ValueError):
+            values = []
+        if values:
+            out[key] = values
+    for flag in _CPUSET_FLAGS:
+        out[flag] = read_int(os.path.join(path, f"cpuset.{flag}")) if path else 0
+    return out
 
 
 def _ints(path: str) -> list[int]:

@@ -24,7 +24,7 @@ from dockyard.shim.cgroups._base import (
     read_keyed,
     write_file,
 )
-from dockyard.shim.cgroups.v1 import _int, _omit_zero
+from dockyard.shim.cgroups.v1 import _int, _omit_zero, cpuset_stats
 
 from dockyard.errdefs import InvalidArgument
 
@@ -300,10 +300,13 @@ class V2Manager(Manager):
         data: dict[str, Any] = {
             "cpu": {"usage": _omit_zero(usage, keep=("kernel", "user")),
                     "throttling": _omit_zero(throttling)},
+            "cpuset": cpuset_stats(self.path, ".effective"),
             "memory": self._memory_stats(),
             "pids": self._pids_stats(),
             "blkio": self._io_stats(),
             "hugetlb": self._hugetlb_stats(),
+            "intel_rdt": {},
+            "network_interfaces": None,
         }
         return data
 

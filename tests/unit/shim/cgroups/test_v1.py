@@ -190,6 +190,7 @@ def test_stats_have_runcs_shape(v1_mgr, kernel):
                             "memory.limit_in_bytes": "1048576", "memory.failcnt": "2",
                             "memory.stat": "cache 4096\nrss 4096\ntotal_rss 4096\n"})
     kernel.write_tree(pids, {"pids.current": "3", "pids.max": "50"})
+    kernel.write_tree(v1_mgr.path("cpuset"), {"cpuset.cpus": "0-1\n", "cpuset.mems": "0\n"})
     kernel.write_tree(v1_mgr.path("blkio"), {
         "blkio.throttle.io_service_bytes_recursive": "8:0 Read 4096\n8:0 Write 0\nTotal 4096\n"})
     tick = 1_000_000_000 // os.sysconf("SC_CLK_TCK")
@@ -205,6 +206,15 @@ def test_stats_have_runcs_shape(v1_mgr, kernel):
     assert stats["blkio"] == {"ioServiceBytesRecursive": [
         {"major": 8, "op": "Read", "value": 4096}, {"major": 8, "op": "Write"}]}
     assert stats["hugetlb"] == {"2MB": {"failcnt": 0}}
+    # the same top-level keys as runc 1.1's `events --stats`
+    assert set(stats) == {"cpu", "cpuset", "memory", "pids", "blkio", "hugetlb", "intel_rdt",
+                          "network_interfaces"}
+    assert stats["cpuset"]["cpus"] == [0, 1] and stats["cpuset"]["mems"] == [0]
+
+
+def test_parse_list():
+    from dockyard.shim.cgroups.v1 import parse_list
+    assert parse_list("0-2,4,7-8\n") == [0, 1, 2, 4, 7, 8] and parse_list("\n") == []
 
 
 def test_destroy_removes_every_directory_and_is_idempotent(v1_mgr):

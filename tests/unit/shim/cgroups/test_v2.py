@@ -148,6 +148,8 @@ def test_stats_oom_and_pids(v2_mgr, kernel):
     assert stats["memory"]["swap"] == {"limit": 2**64 - 1, "usage": 4096, "failcnt": 0}
     assert stats["memory"]["raw"] == {"anon": 4096, "file": 0}
     assert stats["pids"] == {"current": 2}
+    assert stats["cpuset"]["cpus"] == [0, 1, 2, 3] and stats["cpuset"]["mems"] == [0]
+    assert stats["network_interfaces"] is None and stats["intel_rdt"] == {}
     assert stats["blkio"] == {
         "ioServiceBytesRecursive": [{"major": 8, "op": "Read", "value": 4096},
                                     {"major": 8, "op": "Write"}],
