@@ -117,6 +117,7 @@ def build_context(config: Config) -> Context:
                       leases, events)
     snapshots = Snapshots(os.path.join(config.root, "snapshots"), db, namespaces, leases, events,
                           default=config.default_snapshotter)
+    config.default_snapshotter = snapshots.default  # "auto" resolved, for every component
     images = Images(db, namespaces, events)
     containers = Containers(db, namespaces, events)
     gc = Collector(db, content, snapshots, leases)
