@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import sys
 
+from dockyard.errdefs import FailedPrecondition
 from dockyard.oci import _json
 
 __all__ = ["HookError", "run_hooks"]
 
 
-class HookError(Exception):
+class HookError(FailedPrecondition):
     """A hook failed; the message names the hook kind, path and reason."""
 
 

@@ -1,0 +1,108 @@
+"""spec, features, hooks, update and events: the remaining verbs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+from dockyard.oci.spec import default_spec
+from helpers import busybox
+
+pytestmark = [pytest.mark.privileged, pytest.mark.timeout(60)]
+
+
+def test_spec_writes_runc_default(shim, tmp_path):
+    bundle = tmp_path / "b"
+    bundle.mkdir()
+    shim("spec", "--bundle", str(bundle), check=True)
+    cfg = json.loads((bundle / "config.json").read_text())
+    assert cfg == default_spec()
+    assert cfg["process"]["terminal"] is True and cfg["hostname"] == "runc"
+    res = shim("spec", "--bundle", str(bundle))
+    assert res.returncode == 1 and "exists" in res.stderr
+
+
+def test_spec_bundle_runs(shim, tmp_path):
+    bundle = tmp_path / "b"
+    bundle.mkdir()
+    shim("spec", "--bundle", str(bundle), check=True)
+    busybox.make_rootfs(bundle / "rootfs")
+    cfg = json.loads((bundle / "config.json").read_text())
+    cfg["process"].update(terminal=False, args=["sh", "-c", "hostname; echo ok"])
+    (bundle / "config.json").write_text(json.dumps(cfg))
+    cid = shim.container()
+    res = shim("run", "--bundle", str(bundle), cid)
+    assert res.stdout.split() == ["runc", "ok"], res.stderr
+
+
+def test_features(shim):
+    feats = json.loads(shim("features", check=True).stdout)
+    assert feats["ociVersionMax"] == "1.0.2-dev"
+    assert "rbind" in feats["mountOptions"] and "rslave" in feats["mountOptions"]
+    assert set(feats["linux"]["namespaces"]) >= {"pid", "network", "mount", "cgroup"}
+    assert "user" not in feats["linux"]["namespaces"]
+    assert feats["linux"]["cgroup"]["v1"] is True and feats["linux"]["cgroup"]["systemd"] is False
+    assert len(feats["linux"]["capabilities"]) == 41
+
+
+def test_version(shim):
+    out = shim("--version", check=True).stdout
+    assert "version" in out and "spec: 1.0.2-dev" in out
+
+
+def test_hooks(shim, tmp_path):
+    log = tmp_path / "hooks.log"
+    script = tmp_path / "hook.sh"
+    script.write_text(f"#!/bin/sh\necho \"$1 $(cat)\" >> {log}\n")
+    script.chmod(0o755)
+    cfg = busybox.base_config(["sleep", "60"])
+    cfg["hooks"] = {kind: [{"path": str(script), "args": ["hook.sh", kind]}]
+                    for kind in ("prestart", "createRuntime", "poststart", "poststop")}
+    cid, pid = shim.create(cfg)
+    shim("start", cid, check=True)
+    shim("delete", "--force", cid, check=True)
+    shim.reap(pid)
+    entries = [line.split(" ", 1) for line in log.read_text().splitlines()]
+    assert [kind for kind, _ in entries] == ["prestart", "createRuntime", "poststart",
+                                             "poststop"]
+    states = [json.loads(state) for _, state in entries]
+    assert states[0]["id"] == cid and states[0]["pid"] == pid
+    assert states[-1]["status"] == "stopped"
+
+
+def test_failing_hook_fails_create_and_cleans_up(shim, tmp_path):
+    cfg = busybox.base_config(["sleep", "60"])
+    cfg["hooks"] = {"prestart": [{"path": "/bin/false"}]}
+    cid = shim.container()
+    res = shim.detached("create", "--bundle", str(shim.bundle(cfg)), cid, check=False)
+    assert res.returncode == 1 and "prestart hook" in res.stderr
+    assert shim("state", cid).returncode == 1
+    assert shim.cgroup_dirs(cid) == []
+
+
+def test_update_and_events(shim):
+    cid, pid = shim.create(busybox.base_config(["sleep", "60"]))
+    shim("start", cid, check=True)
+    shim("update", "--resources", "-", cid, check=True,
+         input=json.dumps({"memory": {"limit": 64 << 20}, "pids": {"limit": 50}}))
+    shim("update", "--cpu-shares", "512", "--memory", "96m", cid, check=True)
+    with open(f"/sys/fs/cgroup/memory/dockyard/{cid}/memory.limit_in_bytes") as f:
+        assert int(f.read()) == 96 << 20
+    with open(f"/sys/fs/cgroup/pids/dockyard/{cid}/pids.max") as f:
+        assert f.read().strip() == "50"
+    with open(f"/sys/fs/cgroup/cpu/dockyard/{cid}/cpu.shares") as f:
+        assert f.read().strip() == "512"
+    stats = json.loads(shim("events", "--stats", cid, check=True).stdout)
+    assert stats["type"] == "stats" and stats["id"] == cid
+    assert stats["data"]["pids"]["current"] >= 1
+    # the stream: one stats record per interval until we stop reading
+    proc = subprocess.Popen([shim.binary, "--root", shim.root, "events", "--interval", "100ms",
+                             cid], stdout=subprocess.PIPE, text=True)
+    try:
+        first = json.loads(proc.stdout.readline())
+        second = json.loads(proc.stdout.readline())
+        assert first["type"] == second["type"] == "stats"
+    finally:
+        proc.kill()
+        proc.wait()
