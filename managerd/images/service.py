@@ -94,8 +94,9 @@ class ImageService:
             insecure=tuple(getattr(cfg, "insecure_registries", ()) or ()),
             config_path=getattr(cfg, "registry_config", "") or "",
             max_concurrent_downloads=getattr(cfg, "max_concurrent_downloads", 3) or 3)
+        # the snapshots store resolved "auto" to what this host supports
         return cls(ctx.content, ctx.snapshots, ctx.images, ctx.leases, ctx.containers, ctx.gc,
-                   options, getattr(cfg, "default_snapshotter", "overlayfs") or "overlayfs")
+                   options, ctx.snapshots.default)
 
     def close(self) -> None:
         self.fetcher.close()
