@@ -103,7 +103,11 @@ def load_and_attach(cgroup_dir: str, program: bytes, sys: Any = None) -> int:
     """
     sys = _sys(sys)
     prog_fd = load(program, sys)
-    cgroup_fd = os.open(cgroup_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        cgroup_fd = os.open(cgroup_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        os.close(prog_fd)
+        raise
     try:
         old_ids = query(cgroup_fd, sys)
         old_fds = [_get_fd_by_id(i, sys) for i in old_ids]
