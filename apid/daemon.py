@@ -72,6 +72,18 @@ class _Runtime:
     pending_attach: list[tuple[asyncio.Event, asyncio.Event]] = field(default_factory=list)
 
 
+def _host_caps() -> list[str] | None:
+    """This daemon's bounding set: what `--privileged` / `--cap-add ALL` can grant."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("CapBnd:"):
+                    return translate.host_capabilities(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
 def _start_error_code(message: str) -> int:
     """Exit code dockerd records for a start failure (translateContainerdStartErr)."""
     text = message.lower()
@@ -266,8 +278,7 @@ class Daemon:
     async def _spec(self, c: Container, image: ImageInfo) -> dict[str, Any]:
         passwd = group = None
         user = c.config.get("User") or ""
-        if user and not all(p.isdigit() for p in user.split(":") if p) or c.host_config.get(
-                "GroupAdd"):
+        if user or c.host_config.get("GroupAdd"):
             raw = await self.manager.read_image_file(image, "/etc/passwd")
             passwd = raw.decode(errors="replace") if raw else None
             raw = await self.manager.read_image_file(image, "/etc/group")
@@ -287,7 +298,7 @@ class Daemon:
                        "/etc/hosts": c.hosts_path} if hc.get("NetworkMode") != "host" else {
                 "/etc/resolv.conf": c.resolv_path, "/etc/hostname": c.hostname_path},
             init_path=self.config.init_path, seccomp_profile=seccomp_text,
-            cgroup_parent=self.config.cgroup_parent))
+            cgroup_parent=self.config.cgroup_parent, host_caps=_host_caps()))
 
     def _write_etc_files(self, c: Container) -> None:
         hostname = c.config["Hostname"]
@@ -788,7 +799,7 @@ class Daemon:
             env.append("TERM=xterm")
         caps = translate.effective_caps(c.host_config.get("CapAdd"), c.host_config.get("CapDrop"),
                                         bool(c.host_config.get("Privileged") or
-                                             cfg.get("Privileged")))
+                                             cfg.get("Privileged")), _host_caps())
         user = cfg.get("User") or c.config.get("User") or ""
         uid, gid, extra = (0, 0, [0])
         if user and all(p.isdigit() for p in user.split(":") if p):

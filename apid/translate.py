@@ -26,7 +26,7 @@ from dockyard.apid import seccomp
 from dockyard.errdefs import InvalidArgument
 
 __all__ = [
-    "DEFAULT_CAPS", "ALL_CAPS", "DEFAULT_PATH", "MASKED_PATHS", "READONLY_PATHS",
+    "host_capabilities", "DEFAULT_CAPS", "ALL_CAPS", "DEFAULT_PATH", "MASKED_PATHS", "READONLY_PATHS",
     "DEFAULT_SHM_SIZE", "SpecInputs", "SpecOpt", "build_spec", "default_spec", "merge_config",
     "resolve_user", "parse_bytes", "parse_signal", "hosts_file", "resolv_conf",
     "normalize_caps", "effective_caps", "parse_security_opts", "SecurityOpts", "split_bind",
@@ -280,6 +280,12 @@ def resolve_user(user: str, passwd: str | None, group: str | None,
 # --- capabilities and security options -----------------------------------------------------
 
 
+def host_capabilities(cap_bnd_hex: str) -> list[str]:
+    """Capability names of a `CapBnd:` mask from /proc/self/status (caller reads it)."""
+    mask = int(cap_bnd_hex, 16)
+    return [name for bit, name in enumerate(ALL_CAPS) if mask >> bit & 1]
+
+
 def normalize_caps(caps: Iterable[str] | None) -> list[str]:
     """`net_admin`, `CAP_NET_ADMIN`, `ALL` -> canonical names (400 on unknown)."""
     out = []
@@ -297,14 +303,20 @@ def normalize_caps(caps: Iterable[str] | None) -> list[str]:
 
 
 def effective_caps(cap_add: Iterable[str] | None, cap_drop: Iterable[str] | None,
-                   privileged: bool = False) -> list[str]:
-    """The capability set after CapAdd/CapDrop (oci/caps TweakCapabilities)."""
+                   privileged: bool = False, host_caps: list[str] | None = None) -> list[str]:
+    """The capability set after CapAdd/CapDrop (oci/caps TweakCapabilities).
+
+    "ALL" and --privileged mean every capability the host can grant (`host_caps`,
+    the daemon's bounding set; all known ones when not given), as dockerd's
+    caps.GetAllCapabilities does.
+    """
+    every = list(host_caps) if host_caps is not None else list(ALL_CAPS)
     if privileged:
-        return list(ALL_CAPS)
+        return every
     add = normalize_caps(cap_add)
     drop = normalize_caps(cap_drop)
     if "ALL" in add:
-        base = list(ALL_CAPS)
+        base = every
     elif "ALL" in drop:
         base = []
     else:
@@ -436,6 +448,7 @@ class SpecInputs:
     netns_path: str | None = None  # join this netns instead of a new one
     arch: str | None = None
     kernel: str | None = None
+    host_caps: list[str] | None = None  # the daemon's bounding set (for ALL / --privileged)
 
 
 def default_spec(container_id: str, hostname: str = "") -> dict[str, Any]:
@@ -845,7 +858,7 @@ def build_spec(inputs: SpecInputs) -> dict[str, Any]:
     cfg, hc = inputs.config, inputs.host_config
     sec = parse_security_opts(hc.get("SecurityOpt"))
     privileged = bool(hc.get("Privileged"))
-    caps = effective_caps(hc.get("CapAdd"), hc.get("CapDrop"), privileged)
+    caps = effective_caps(hc.get("CapAdd"), hc.get("CapDrop"), privileged, inputs.host_caps)
     if privileged or sec.seccomp == "unconfined":
         profile = None
     elif sec.seccomp == "default":

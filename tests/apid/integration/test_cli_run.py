@@ -58,3 +58,31 @@ def test_run_d_logs_exec_stop_rm(stack, busybox, name):
     assert info["State"]["Status"] == "exited" and info["State"]["ExitCode"] == 0
     assert stack.docker("rm", name).returncode == 0
     assert stack.docker("inspect", name).returncode != 0
+
+
+def test_security_and_runtime_options(stack, busybox):
+    def run(*args: str) -> str:
+        r = stack.docker("run", "--rm", *args)
+        assert r.returncode == 0, r.stderr.decode()
+        return r.stdout.decode()
+
+    assert "1 root     /sbin/docker-init -- ps" in run("--init", busybox, "ps")
+    assert run("--user", "nobody", busybox, "id").startswith("uid=65534(nobody) gid=65534")
+    assert "CapEff:\t00000000a80425fb" in run(busybox, "grep", "CapEff", "/proc/self/status")
+    assert "CapEff:\t0000000000000000" in run("--cap-drop", "ALL", busybox, "grep", "CapEff",
+                                              "/proc/self/status")
+    assert "Seccomp:\t2" in run(busybox, "grep", "Seccomp:", "/proc/self/status")
+    assert "Seccomp:\t0" in run("--security-opt", "seccomp=unconfined", busybox, "grep",
+                                "Seccomp:", "/proc/self/status")
+    assert "Seccomp:\t0" in run("--privileged", busybox, "grep", "Seccomp:", "/proc/self/status")
+    r = stack.docker("run", "--rm", "--read-only", busybox, "touch", "/x")
+    assert r.returncode == 1 and b"Read-only file system" in r.stderr
+    out = run("--add-host", "db:10.1.2.3", "--hostname", "myhost", "--tmpfs", "/scratch",
+              "--shm-size", "1m", busybox, "sh", "-c",
+              "tail -1 /etc/hosts; hostname; touch /scratch/x && echo tmpfs-ok; "
+              "df -k /dev/shm | tail -1")
+    lines = out.splitlines()
+    assert lines[0] == "10.1.2.3\tdb" and lines[1] == "myhost" and lines[2] == "tmpfs-ok"
+    assert lines[3].split()[1] == "1024"
+    out = run("-e", "A=1", "-w", "/tmp", "--entrypoint", "sh", busybox, "-c", 'echo $A $PWD')
+    assert out == "1 /tmp\n"
