@@ -179,3 +179,20 @@ def test_no_half_written_blob_visible(tmp_path):
     w.write(b"a" * 5)
     w.commit()
     assert [b.digest for b in store.list()] == [_d(b"a" * 10)]
+
+
+def test_ingest_resumes_after_daemon_kill(managerd_factory, ns):
+    data = b"0123456789" * 5000
+    m = managerd_factory()
+    with m.client(ns) as c:
+        _write(c, [pb.WriteContentRequest(action=pb.WRITE, ref="survivor", total=len(data),
+                                          expected=_d(data), data=data[:20000])])
+    m.kill()
+    m.start()
+    with m.client(ns) as c:
+        st = c.content.Status(pb.StatusRequest(ref="survivor"), timeout=5).status
+        assert (st.offset, st.expected) == (20000, _d(data))
+        out = _write(c, [pb.WriteContentRequest(action=pb.COMMIT, ref="survivor",
+                                                offset=20000, data=data[20000:])])
+        assert out[-1].digest == _d(data)
+        assert c.read_content(_d(data)) == data
