@@ -6,8 +6,9 @@ import json
 import subprocess
 
 import pytest
-from dockyard.oci.spec import default_spec
 from helpers import busybox
+
+from dockyard.oci.spec import default_spec
 
 pytestmark = [pytest.mark.privileged, pytest.mark.timeout(60)]
 
