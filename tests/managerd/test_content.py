@@ -196,3 +196,11 @@ def test_ingest_resumes_after_daemon_kill(managerd_factory, ns):
                                                 offset=20000, data=data[20000:])])
         assert out[-1].digest == _d(data)
         assert c.read_content(_d(data)) == data
+
+
+def test_read_out_of_range(client):
+    digest = client.write_content(b"short")
+    with pytest.raises(errdefs.InvalidArgument, match="offset 99"):
+        client.read_content(digest, offset=99)
+    assert client.read_content(digest, offset=5) == b""
+    assert client.read_content(digest, offset=2, size=100) == b"ort"

@@ -106,3 +106,33 @@ def test_publish_and_regex_filter(managerd, ns):
             assert env.event.Unpack(out) and out.id == "zz"
         finally:
             sub.close()
+
+
+def test_image_and_snapshot_events(managerd, ns):
+    from dockyard.protos.events import image_pb2, snapshot_pb2
+    from dockyard.protos.services.images.v1 import images_pb2 as ipb
+    from dockyard.protos.services.snapshots.v1 import snapshots_pb2 as spb
+    from dockyard.protos.types.descriptor_pb2 import Descriptor
+    with managerd.client(ns) as c:
+        sub = Collector(c, [f"namespace=={ns},topic~=^/(images|snapshot)/"])
+        try:
+            n = itertools.count()
+            _wait_live([sub], lambda: c.snapshots.View(spb.ViewSnapshotRequest(
+                key=f"probe{next(n)}"), timeout=5))
+            c.images.Create(ipb.CreateImageRequest(image=ipb.Image(name="img", target=Descriptor(
+                media_type="application/vnd.oci.image.manifest.v1+json",
+                digest="sha256:" + "e" * 64, size=1))), timeout=5)
+            c.images.Delete(ipb.DeleteImageRequest(name="img"), timeout=5)
+            c.snapshots.Prepare(spb.PrepareSnapshotRequest(key="s"), timeout=5)
+            c.snapshots.Commit(spb.CommitSnapshotRequest(name="s-done", key="s"), timeout=5)
+            c.snapshots.Remove(spb.RemoveSnapshotRequest(key="s-done"), timeout=5)
+            envs = [sub.get() for _ in range(5)]
+            assert [e.topic for e in envs] == ["/images/create", "/images/delete",
+                                               "/snapshot/prepare", "/snapshot/commit",
+                                               "/snapshot/remove"]
+            created = image_pb2.ImageCreate()
+            assert envs[0].event.Unpack(created) and created.name == "img"
+            commit = snapshot_pb2.SnapshotCommit()
+            assert envs[3].event.Unpack(commit) and (commit.key, commit.name) == ("s", "s-done")
+        finally:
+            sub.close()

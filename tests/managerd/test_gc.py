@@ -168,3 +168,13 @@ def test_gc_root_label(client):
         update_mask={"paths": ["labels.dockyard.io/gc.ref.content.x"]}), timeout=5)
     client.gc.Collect(gc_pb2.CollectRequest(immediate=True), timeout=30)
     assert _has_blob(client, digest) and _has_blob(client, ref)
+
+
+def test_image_delete_collects_in_background(client):
+    img = _image(client, "bg")
+    client.images.Delete(ipb.DeleteImageRequest(name="bg"), timeout=10)
+    deadline = time.monotonic() + 20
+    while any(_has_blob(client, d) for d in img["blobs"]):
+        assert time.monotonic() < deadline, "background collection did not run"
+        time.sleep(0.1)
+    assert _snaps(client) == set()  # committed layers have no grace period
