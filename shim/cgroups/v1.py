@@ -122,6 +122,8 @@ class V1Manager(Manager):
         chain = []
         cur = leaf
         while os.path.normpath(cur) != os.path.normpath(hroot):
+            if os.path.dirname(cur) == cur:
+                return  # not below the hierarchy root: nothing to inherit from
             chain.append(cur)
             cur = os.path.dirname(cur)
         parent = hroot
