@@ -1,7 +1,7 @@
 """`dockyard-apid`: the Docker Engine API daemon.
 
     dockyard-apid [--data-root DIR] [--exec-root DIR] [-H unix:///PATH | tcp://HOST:PORT]...
-                  [--group GROUP] [--managerd ADDRESS] [--init-path PATH]
+                  [--group GROUP] [--managerd ADDRESS] [--namespace NS] [--init-path PATH]
                   [--tlsverify --tlscacert CA --tlscert CERT --tlskey KEY]
                   [--insecure-tcp-forced] [--log-level LEVEL]
 
@@ -43,6 +43,7 @@ class Config:
     hosts: list[str] = field(default_factory=lambda: [paths.APID_ADDRESS])
     group: str | None = None
     managerd: str = paths.MANAGER_ADDRESS
+    namespace: str = "moby"
     init_path: str | None = None
     tlsverify: bool = False
     tlscacert: str | None = None
@@ -68,6 +69,8 @@ def parse_args(argv: list[str] | None = None) -> Config:
                    help=f"listen address (several allowed; default {paths.APID_ADDRESS})")
     p.add_argument("--group", "-G", default=None, help="group owning the unix sockets")
     p.add_argument("--managerd", default=env("DOCKYARD_MANAGER_ADDRESS", paths.MANAGER_ADDRESS))
+    p.add_argument("--namespace", default=env("DOCKYARD_NAMESPACE", "moby"),
+                   help="managerd namespace of this daemon's objects (default %(default)s)")
     p.add_argument("--init-path", default=None, help="docker-init binary for --init "
                    "(default: tini-static when installed)")
     p.add_argument("--tlsverify", action="store_true")
@@ -82,6 +85,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
     a = p.parse_args(argv)
     return Config(data_root=a.data_root, exec_root=a.exec_root,
                   hosts=a.hosts or [paths.APID_ADDRESS], group=a.group, managerd=a.managerd,
+                  namespace=a.namespace,
                   init_path=a.init_path or _default_init(), tlsverify=a.tlsverify,
                   tlscacert=a.tlscacert, tlscert=a.tlscert, tlskey=a.tlskey,
                   insecure_tcp_forced=a.insecure_tcp_forced, log_level=a.log_level)
@@ -160,7 +164,7 @@ class Server:
         _validate(self.config)
         os.makedirs(f"{self.config.data_root}/containers", exist_ok=True)
         os.makedirs(self.config.exec_root, exist_ok=True)
-        self.manager = GrpcManager(self.config.managerd)
+        self.manager = GrpcManager(self.config.managerd, namespace=self.config.namespace)
         self.daemon = Daemon(self.manager, DaemonConfig(
             data_root=self.config.data_root, exec_root=self.config.exec_root,
             init_path=self.config.init_path))
