@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from dockyard.apid.__main__ import _validate, parse_args
 
 
