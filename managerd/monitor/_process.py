@@ -263,6 +263,9 @@ class Monitor:
     # -- start-up --------------------------------------------------------------------
     def start(self, argv: list[str], pid_file: str, stdin: bool, terminal: bool) -> None:
         """Listen, then run the runtime's create with the init's stdio."""
+        # the spawning thread's mask is inherited across exec: a blocked SIGCHLD would
+        # leave every exit unreaped
+        _signal.pthread_sigmask(_signal.SIG_SETMASK, [])
         r, w = os.pipe()
         os.set_blocking(r, False)
         os.set_blocking(w, False)
@@ -343,7 +346,11 @@ class Monitor:
         actions = [(os.POSIX_SPAWN_DUP2, fd, i) for i, fd in enumerate(proc.child_fds)]
         spawner = os.posix_spawn if "/" in argv[0] else os.posix_spawnp
         try:
-            proc.spawn_pid = spawner(argv[0], argv, os.environ, file_actions=actions)
+            # what subprocess's restore_signals does: Python ignores SIGPIPE and SIGXFSZ,
+            # and ignored signals would stay ignored in the runtime and the container
+            proc.spawn_pid = spawner(argv[0], argv, os.environ, file_actions=actions,
+                                     setsigmask=(), setsigdef=(_signal.SIGPIPE,
+                                                               _signal.SIGXFSZ))
         finally:
             for fd in proc.child_fds:
                 if fd != self.devnull:

@@ -245,12 +245,18 @@ class MonitorClient:
     def shutdown(self, force: bool = False) -> None:
         self.request("shutdown", *(["force"] if force else []))
 
-    def subscribe(self) -> socket.socket:
-        """A connection that receives an EVENT frame per process exit (past ones first)."""
+    def subscribe(self) -> tuple[socket.socket, bytearray]:
+        """A connection that receives an EVENT frame per process exit (past ones first).
+
+        Returns:
+            The socket, and bytes already read past the reply (the start of the events:
+            keep reading frames into this buffer).
+        """
         sock = self.connect()
+        buf = bytearray()
         try:
             sock.sendall(wire.frame(wire.REQ, wire.pack("subscribe")))
-            reply = _recv_frame(sock, bytearray())
+            reply = _recv_frame(sock, buf)
         except OSError as err:
             sock.close()
             raise errdefs.Unavailable(f"monitor of {self.state_dir}: {err}") from err
@@ -258,7 +264,7 @@ class MonitorClient:
             sock.close()
             raise errdefs.Unavailable(f"monitor of {self.state_dir} refused subscribe")
         sock.settimeout(None)
-        return sock
+        return sock, buf
 
     def attach(self, proc_id: str, streams: str) -> AttachStream:
         """Attach to a process's stdio; streams is a subset of "ioe" (stdin/out/err)."""

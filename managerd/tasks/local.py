@@ -280,6 +280,7 @@ class TaskManager:
     def _create(self, ns: str, container, stdin: bool, terminal: bool,
                 console_size: tuple[int, int] | None, log_path: str) -> Task:
         cid = container.id
+        t0 = time.perf_counter()
         try:
             spec = json.loads(container.spec)
         except ValueError as err:
@@ -315,6 +316,7 @@ class TaskManager:
         except BaseException:
             _bundle.remove(task_dir)
             raise
+        t1 = time.perf_counter()
         try:
             task.save()
             pid_file = os.path.join(task_dir, "init.pid")
@@ -333,6 +335,8 @@ class TaskManager:
         task.init.started = False
         task.status = Status.CREATED
         task.save()
+        log.debug("task created container_id=%s pid=%d bundle_ms=%.1f monitor_ms=%.1f", cid,
+                  hs.pid, (t1 - t0) * 1000, (time.perf_counter() - t1) * 1000)
         return task
 
     def _teardown_failed_create(self, task: Task) -> None:
@@ -920,7 +924,7 @@ class _Watcher:
         self._on_exit, self._on_gone = on_exit, on_gone
         self._sel = selectors.DefaultSelector()
         self._lock = threading.Lock()
-        self._adds: list[tuple[Task, object]] = []
+        self._adds: list[tuple[Task, object, bytearray]] = []
         self._removes: list[Task] = []
         self._rfd, self._wfd = os.pipe()
         os.set_blocking(self._rfd, False)
@@ -930,13 +934,13 @@ class _Watcher:
 
     def add(self, task: Task) -> None:
         try:
-            sock = task.monitor.subscribe()
+            sock, buf = task.monitor.subscribe()
         except errdefs.EngineError as err:
             log.warning("cannot subscribe to monitor container_id=%s err=%s", task.id, err)
             threading.Thread(target=self._on_gone, args=(task,), daemon=True).start()
             return
         with self._lock:
-            self._adds.append((task, sock))
+            self._adds.append((task, sock, buf))
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="tasks-watcher",
                                                 daemon=True)
@@ -987,24 +991,30 @@ class _Watcher:
                     continue
                 buf = bufs.setdefault(sock, bytearray())
                 buf += data
-                for kind, payload in wire.take_frames(buf):
-                    if kind != wire.EVENT:
-                        continue
-                    fields = wire.unpack(payload)
-                    if fields[:1] != ["exit"] or len(fields) != 5:
-                        continue
-                    _, proc_id, pid, status, ns_time = fields
-                    try:
-                        self._on_exit(task, proc_id, int(pid), int(status), int(ns_time))
-                    except Exception:
-                        log.exception("exit handling failed container_id=%s", task.id)
+                self._dispatch(task, buf)
             with self._lock:
                 adds, self._adds = self._adds, []
                 removes, self._removes = self._removes, []
-            for task, sock in adds:
+            for task, sock, buf in adds:
                 self._sel.register(sock, selectors.EVENT_READ, task)
+                bufs[sock] = buf
+                self._dispatch(task, buf)  # events read along with the subscribe reply
             for task in removes:
                 for key in list(self._sel.get_map().values()):
                     if key.data is task:
                         self._sel.unregister(key.fileobj)
+                        bufs.pop(key.fileobj, None)
                         key.fileobj.close()
+
+    def _dispatch(self, task: Task, buf: bytearray) -> None:
+        for kind, payload in wire.take_frames(buf):
+            if kind != wire.EVENT:
+                continue
+            fields = wire.unpack(payload)
+            if fields[:1] != ["exit"] or len(fields) != 5:
+                continue
+            _, proc_id, pid, status, ns_time = fields
+            try:
+                self._on_exit(task, proc_id, int(pid), int(status), int(ns_time))
+            except Exception:
+                log.exception("exit handling failed container_id=%s", task.id)

@@ -107,8 +107,9 @@ def test_monitor_splits_long_lines_and_outlives_its_parent(bundle, runtime_bin, 
         assert int(f.read().rsplit(")", 1)[1].split()[3]) == monitor_pid
     r.start(cid)
     client = mc.MonitorClient(path)
-    sub = client.subscribe()
-    kind, payload = mc._recv_frame(sub, bytearray())
+    sub, buf = client.subscribe()
+    sub.settimeout(15)
+    kind, payload = mc._recv_frame(sub, buf)
     assert kind == wire.EVENT and wire.unpack(payload)[:4] == ["exit", "", str(hs.pid), "0"]
     sub.close()
     deadline = time.monotonic() + 5
