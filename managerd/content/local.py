@@ -167,11 +167,14 @@ class Content:
             raise InvalidArgument("content writer: ref is required")
         if expected_digest:
             validate_digest(expected_digest)
-            if self.store.exists(expected_digest):
-                size = self.store.info(expected_digest).size
-                info, created = self._record(ns, expected_digest, size, {}, lease)
-                if created:
-                    self._published(ns, info)
+            found = None
+            with self.db.tx():  # a collection cannot delete the file between check and record
+                if self.store.exists(expected_digest):
+                    size = self.store.info(expected_digest).size
+                    found = self._record(ns, expected_digest, size, {}, lease)
+            if found is not None:
+                if found[1]:
+                    self._published(ns, found[0])
                 raise AlreadyExists(f"content {expected_digest}: already exists")
         if lease:
             with self.db.tx() as conn:
