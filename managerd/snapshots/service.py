@@ -182,11 +182,15 @@ class Snapshots:
             except sqlite3.IntegrityError:
                 raise AlreadyExists(f"snapshot {key}: already exists") from None
             parents = self._chain(parent_id)
-            try:
-                drv.create(sid, parents, kind == "view")
-            except BaseException:
-                atomic_delete(drv.dir(sid))
-                raise
+        # outside the write lock: the native driver copies the whole parent. The row
+        # already pins the parent (a child) and the key (young: within GC's grace).
+        try:
+            drv.create(sid, parents, kind == "view")
+        except BaseException:
+            with self.db.tx() as conn:
+                conn.execute("DELETE FROM snapshots WHERE id=?", (sid,))
+            atomic_delete(drv.dir(sid))
+            raise
         from dockyard.protos.events import snapshot_pb2
         self.events.publish(ns, "/snapshot/prepare",
                             snapshot_pb2.SnapshotPrepare(key=key, parent=parent, snapshotter=sn))
