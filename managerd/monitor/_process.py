@@ -252,13 +252,25 @@ class Monitor:
             for fd, events in self.ep.poll(timeout):
                 entry = self.handlers.get(fd)
                 if entry is not None:
-                    entry[0](events)
+                    self.call(entry[0], events)
             if self.timers:
                 now = time.monotonic()
                 due = [t for t in self.timers if t[0] <= now]
                 self.timers = [t for t in self.timers if t[0] > now]
                 for _, fn in due:
-                    fn()
+                    self.call(fn)
+
+    @staticmethod
+    def call(fn, *args) -> None:
+        """Run a handler; a failure is reported on stderr (monitor.log), never fatal:
+        the container must keep its supervisor."""
+        try:
+            fn(*args)
+        except Exception as err:
+            try:
+                os.write(2, f"monitor: {type(err).__name__}: {err}\n".encode())
+            except OSError:
+                pass
 
     # -- start-up --------------------------------------------------------------------
     def start(self, argv: list[str], pid_file: str, stdin: bool, terminal: bool) -> None:
@@ -434,7 +446,10 @@ class Monitor:
     def on_exit(self, proc: Proc, status: int, ns: int) -> None:
         proc.status, proc.exited_ns = status, ns
         if proc.id == INIT:
-            write_atomic("exit", b"%d %d\n" % (status, ns))
+            try:
+                write_atomic("exit", b"%d %d\n" % (status, ns))
+            except OSError as err:  # subscribers still hear it below
+                os.write(2, f"monitor: cannot record the exit: {err}\n".encode())
         event = frame(EVENT, pack("exit", proc.id, proc.pid, status, ns))
         for conn in self.subs:
             self.send(conn, event)
@@ -516,8 +531,8 @@ class Monitor:
             proc.master = proc.stdin_fd = -1
         os.close(fd)
         if proc.log >= 0 and proc.partial[kind]:
-            os.write(proc.log, log_record(bytes(proc.partial[kind]), self.stream(kind),
-                                          time.time_ns()))
+            self.write_log(proc, log_record(bytes(proc.partial[kind]), self.stream(kind),
+                                            time.time_ns()))
             proc.partial[kind].clear()
         if not proc.outs:
             self.end_attach(proc)
@@ -545,7 +560,16 @@ class Monitor:
             start = nl + 1
         del buf[:start]
         if out:
-            os.write(proc.log, b"".join(out))
+            self.write_log(proc, b"".join(out))
+
+    @staticmethod
+    def write_log(proc: Proc, data: bytes) -> None:
+        """Append records; on ENOSPC and the like they are dropped (Docker does too),
+        the container's output keeps flowing to attach clients."""
+        try:
+            os.write(proc.log, data)
+        except OSError as err:
+            os.write(2, f"monitor: log write failed: {err}\n".encode())
 
     def end_attach(self, proc: Proc) -> None:
         """The process's output is over (or it exited long enough ago): release clients."""

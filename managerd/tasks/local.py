@@ -677,6 +677,7 @@ class TaskManager:
         except errdefs.EngineError:
             pass
         log.error("monitor died without recording an exit container_id=%s", task.id)
+        _kill_orphan(task)
         self._on_exit(task, "", task.init.pid, 255, time.time_ns())
 
     def _flush_recovered(self) -> None:
@@ -860,6 +861,7 @@ class TaskManager:
             exit_info = monitor.read_exit_file(task_dir)
             if exit_info is None and task.init.pid:
                 log.error("monitor gone, no exit recorded container_id=%s", cid)
+                _kill_orphan(task)
                 exit_info = (255, time.time_ns())
             if exit_info is not None:
                 self._recovered_exit(task, task.init, *exit_info)
@@ -900,6 +902,16 @@ class TaskManager:
         """Stop watching monitors (they and their containers keep running)."""
         self._closed.set()
         self._watcher.close()
+
+
+def _kill_orphan(task: Task) -> None:
+    """A container whose monitor died has no supervisor (nobody reads its output or
+    will learn its exit status): stop it rather than leave it running unaccounted."""
+    try:
+        task.runtime.delete(task.id, force=True)
+    except errdefs.EngineError as err:
+        log.warning("cannot remove the orphaned container container_id=%s err=%s", task.id,
+                    err)
 
 
 def _subscriber_count(events) -> int:

@@ -386,3 +386,24 @@ def test_default_runtime_and_log_root(managerd_factory, runc_bin):
                 th.remove_container(client, create_no_log)
         finally:
             th.remove_container(client, cid)
+
+
+def test_monitor_killed(env, mk, managerd):
+    """A task whose monitor dies is reported exited (255) and its container removed."""
+    client, _, events = env
+    cid, log = mk(["sleep", "1000"])
+    create(client, cid, log)
+    pid = start(client, cid).pid
+    task_dir = os.path.join(str(managerd.state), "tasks", client.namespace, cid)
+    with open(os.path.join(task_dir, "monitor.pid")) as f:
+        os.kill(int(f.read()), signal.SIGKILL)
+    assert wait(client, cid, timeout=15).exit_status == 255
+    assert events.wait_for("/tasks/exit", container_id=cid).exit_status == 255
+    assert th.processes_of(cid) == []
+    try:  # the orphaned init is gone (at most a zombie of an init that does not reap)
+        with open(f"/proc/{pid}/stat") as f:
+            assert f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        pass
+    assert delete(client, cid).exit_status == 255
+    assert th.leaked_mounts(cid) == [] and th.leaked_cgroups(cid) == []
