@@ -17,11 +17,16 @@ Owns the translation libseccomp does for runc, written out by hand:
     RET <defaultAction>
 
 Semantics follow runc + libseccomp: unknown syscall names are skipped; the
-native architecture is always filtered; the conditions of one rule are ANDed,
-unless one argument index repeats, in which case each condition becomes its
-own rule (ORed), as runc does; several rules for one syscall are tried in
-order, conditional ones before an unconditional one. 64-bit argument
-comparisons use both 32-bit halves (only the low half on i386).
+native architecture is always filtered; rules whose action is the default
+action are skipped (runc); the conditions of one rule are ANDed, unless one
+argument index repeats, in which case each condition becomes its own rule
+(ORed), as runc does. Per syscall, as libseccomp's rule database merges
+them: the first unconditional rule wins over every other rule for it; without
+one, argument rules are tried in profile order (libseccomp merges
+overlapping argument rules into a tree; profiles whose argument rules
+overlap with different actions may resolve differently) and the default
+action applies when none matches. 64-bit argument comparisons use both
+32-bit halves (only the low half on i386).
 
 Must stay linear and cheap to import (struct only): the shim compiles
 Docker's ~350-syscall profile on every container start.
@@ -286,11 +291,12 @@ def _section(summary: dict[str, list], numbers: dict[str, int], default: int,
     blocks: list[bytes] = []
     for nr in sorted(per_nr):
         conds, unconditional = per_nr[nr]
-        fallback = default if unconditional is None else unconditional
-        if conds:
-            blocks.extend(_conditional_block(nr, conds, fallback, wide))
-        elif fallback != default:
-            plain.setdefault(fallback, []).append(nr)
+        if unconditional is not None:
+            # libseccomp: an unconditional rule replaces the syscall's argument
+            # rules, and argument rules added after it are dropped
+            plain.setdefault(unconditional, []).append(nr)
+        elif conds:
+            blocks.extend(_conditional_block(nr, conds, default, wide))
     for action, nrs in plain.items():
         for start in range(0, len(nrs), 255):
             chunk = nrs[start:start + 255]
@@ -327,9 +333,8 @@ def compile_filter(seccomp: dict[str, Any], arch: str | None = None) -> bytes:
 
     Raises:
         InvalidArgument: naming the bad field (unknown action, operator,
-            architecture, flag; SCMP_ACT_NOTIFY; errnoRet out of range; two
-            different unconditional actions for one syscall; a filter over
-            the kernel's 4096-instruction limit).
+            architecture, flag; SCMP_ACT_NOTIFY; errnoRet out of range; a
+            filter over the kernel's 4096-instruction limit).
     """
     if not isinstance(seccomp, dict):
         raise InvalidArgument("seccomp: linux.seccomp must be an object")
@@ -363,6 +368,8 @@ def compile_filter(seccomp: dict[str, Any], arch: str | None = None) -> bytes:
         action = _action(rule.get("action"), rule.get("errnoRet"), where)
         args = rule.get("args")
         clauses = [(c, action) for c in _parse_args(args, where)] if args else None
+        if action == default:
+            continue  # redundant: runc skips it (libseccomp would refuse it)
         for name in names:
             entry = summary.get(name)
             if entry is None:
@@ -370,11 +377,9 @@ def compile_filter(seccomp: dict[str, Any], arch: str | None = None) -> bytes:
             if clauses:
                 entry[0] = entry[0] + clauses
             elif entry[1] is None:
+                # libseccomp keeps the first unconditional rule of a syscall and
+                # drops later ones, whatever their action
                 entry[1] = action
-            elif entry[1] != action:
-                # libseccomp refuses this too (EEXIST): which one should win?
-                raise InvalidArgument(f"seccomp: {where}: syscall {name!r} already has a "
-                                      "different unconditional action")
 
     sections = [_section(summary, syscall_table(t), default, ARCHES[_scmp(t)][2])
                 for t in tables]

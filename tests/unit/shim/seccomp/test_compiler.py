@@ -188,23 +188,39 @@ def test_repeated_argument_index_means_or_as_in_runc():
     assert run(p, "personality", args=(9,)) == ERRNO | 1
 
 
-def test_rules_for_one_syscall_combine_conditional_first():
+def test_argument_rules_are_tried_in_order_then_the_default():
     p = seccomp.compile_filter(profile(
-        {"names": ["personality"], "action": "SCMP_ACT_ERRNO", "errnoRet": 5},
         *[{"names": ["personality"], "action": "SCMP_ACT_ALLOW",
            "args": [{"index": 0, "value": v, "op": "SCMP_CMP_EQ"}]} for v in (0, 8, 0x20000)],
+        {"names": ["personality"], "action": "SCMP_ACT_ERRNO", "errnoRet": 5,
+         "args": [{"index": 0, "value": 8, "op": "SCMP_CMP_LE"}]},
         default="SCMP_ACT_KILL_PROCESS"))
-    assert [run(p, "personality", args=(v,)) for v in (0, 8, 0x20000, 3)] == [
-        ALLOW, ALLOW, ALLOW, ERRNO | 5]
+    assert [run(p, "personality", args=(v,)) for v in (0, 8, 0x20000, 3, 9)] == [
+        ALLOW, ALLOW, ALLOW, ERRNO | 5, KILL_PROCESS]
 
 
-def test_conflicting_unconditional_actions_are_refused_like_libseccomp():
-    with pytest.raises(errdefs.InvalidArgument, match="'mkdir'"):
-        seccomp.compile_filter(profile({"names": ["mkdir"], "action": "SCMP_ACT_ALLOW"},
-                                       {"names": ["mkdir"], "action": "SCMP_ACT_KILL"}))
-    # the same action twice is fine
-    seccomp.compile_filter(profile({"names": ["mkdir"], "action": "SCMP_ACT_ALLOW"},
-                                   {"names": ["mkdir", "rmdir"], "action": "SCMP_ACT_ALLOW"}))
+def test_an_unconditional_rule_wins_over_argument_rules_like_libseccomp():
+    for order in (1, -1):
+        rules = [{"names": ["personality"], "action": "SCMP_ACT_ERRNO", "errnoRet": 5},
+                 {"names": ["personality"], "action": "SCMP_ACT_ALLOW",
+                  "args": [{"index": 0, "value": 0, "op": "SCMP_CMP_EQ"}]}][::order]
+        p = seccomp.compile_filter(profile(*rules, default="SCMP_ACT_KILL_PROCESS"))
+        assert run(p, "personality", args=(0,)) == ERRNO | 5
+
+
+def test_the_first_unconditional_rule_wins_like_libseccomp():
+    # containers/common's profile lists setns in its allow list and again as
+    # ERRNO for containers without CAP_SYS_ADMIN: libseccomp keeps the first
+    p = seccomp.compile_filter(profile({"names": ["setns", "mkdir"], "action": "SCMP_ACT_ALLOW"},
+                                       {"names": ["setns"], "action": "SCMP_ACT_ERRNO",
+                                        "errnoRet": 38}, default="SCMP_ACT_KILL_PROCESS"))
+    assert run(p, "setns") == ALLOW and run(p, "mkdir") == ALLOW
+
+
+def test_rules_with_the_default_action_are_skipped_like_runc():
+    p = seccomp.compile_filter(profile({"names": ["mkdir"], "action": "SCMP_ACT_ERRNO"},
+                                       {"names": ["mkdir"], "action": "SCMP_ACT_ALLOW"}))
+    assert run(p, "mkdir") == ALLOW  # the ERRNO(EPERM) rule equals the default
 
 
 def test_long_allow_lists_and_long_conditional_blocks_keep_jumps_in_range():
