@@ -59,7 +59,7 @@ SERVICES: list[str] = [
     "dockyard.managerd.api.gc",
     "dockyard.managerd.tasks.service",
     "dockyard.managerd.transfer",
-    # managerd-tasks adds its Tasks service here, images its Transfer service.
+    # a new component: one line above, after the modules it uses
 ]
 
 
