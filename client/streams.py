@@ -109,7 +109,14 @@ class _Stdin(threading.Thread):
                         if self.detach_keys.startswith(matched + b):
                             matched += b
                             if matched == self.detach_keys:
+                                # the daemon watches for the same keys (moby and apid do):
+                                # send them so it detaches instead of reading a bare EOF,
+                                # which would close a StdinOnce container's stdin
                                 self.detached = True
+                                try:
+                                    self.conn.sendall(bytes(out) + matched)
+                                except OSError:
+                                    pass
                                 self.on_detach()
                                 return
                             continue

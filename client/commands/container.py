@@ -273,7 +273,7 @@ def run(ctx: Context, ns: argparse.Namespace) -> int:
     from dockyard.client.opts import _bool
 
     params, body = _build(ctx, ns, run=True)
-    if ns.tty and ns.interactive and not _isatty(_stdin_fd(ctx) or 0):
+    if ns.tty and ns.interactive and not ns.detach and not _isatty(_stdin_fd(ctx) or 0):
         raise CLIError("dockyard: the input device is not a TTY.  If you are using a pipe, "
                        "drop -t (use -i alone)", 1)
     cid = _create(ctx, params, body, ns.pull, ns.quiet)
