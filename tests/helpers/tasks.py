@@ -243,3 +243,30 @@ def processes_of(fragment: str) -> list[tuple[int, str]]:
         if fragment in cmd and state != "Z":
             out.append((int(pid), cmd))
     return out
+
+
+def stop_monitor(pid: int) -> None:
+    """Tear down what a monitor supervises, from its command line (tests' last resort
+    after a failure): the runtime's delete --force, then shutdown, then SIGKILL."""
+    import subprocess
+
+    from dockyard.managerd.monitor.client import MonitorClient
+
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            args = [a.decode() for a in f.read().split(b"\0") if a]
+        with open(f"/proc/{pid}/stat") as f:
+            if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                return
+    except OSError:
+        return
+    if "--" not in args or "--dir" not in args:
+        return
+    runtime = args[args.index("--") + 1:]
+    root = runtime[runtime.index("--root") + 1]
+    subprocess.run([runtime[0], "--root", root, "delete", "--force", runtime[-1]],
+                   capture_output=True)
+    try:
+        MonitorClient(args[args.index("--dir") + 1], timeout=5).shutdown(force=True)
+    except Exception:
+        os.kill(pid, 9)

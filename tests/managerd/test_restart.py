@@ -33,6 +33,8 @@ def subreaper():
     libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     pids: list[int] = []
     yield pids
+    for pid in pids:  # after a failure, nothing else would stop them
+        th.stop_monitor(pid)
     libc.prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
     deadline = time.monotonic() + 10
     for pid in pids:
@@ -63,10 +65,13 @@ def _log_seq(path: str) -> tuple[list[int], list[str]]:
     return nums, other
 
 
-def test_kill9_restart_survival(managerd_factory, shim_bin, tmp_path, subreaper):
+def test_kill9_restart_survival(managerd_factory, shim_bin, tmp_path, subreaper, request):
     runtime = os.environ.get("DY_TEST_RUNTIME") or shim_bin
     tpb = _tpb()
     m = managerd_factory(name="restart")
+    subreaper.extend(pid for pid, cmd in th.processes_of(str(m.state)) if "_process" in cmd)
+    request.addfinalizer(lambda: [th.stop_monitor(pid) for pid, cmd in
+                                  th.processes_of(str(m.state)) if "_process" in cmd])
     ns = f"dy-restart-{uuid.uuid4().hex[:8]}"
     state_dir = os.path.join(str(m.state), "tasks", ns)
     printers: dict[str, int] = {}  # cid -> exit code it will use

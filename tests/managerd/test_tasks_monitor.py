@@ -69,42 +69,58 @@ def runtime_bin(request, runc_bin, shim_bin):
     return runc_bin if request.param == "runc" else shim_bin
 
 
-def _force_delete(r: rt.Runtime, cid: str) -> None:
-    try:
-        r.delete(cid, force=True)
-    except errdefs.EngineError:
-        pass
-
-
 @pytest.fixture
-def bundle(tmp_path_factory):
-    made = []
+def supervise(tmp_path_factory):
+    """supervise(runtime, args, log=True, stdin=False, **process) -> (runtime, cid, path,
+    handshake): a busybox bundle and its monitor; the container and the monitor are
+    removed after the test whatever happened."""
+    made: list[tuple[rt.Runtime, str, str, mc.Handshake]] = []
 
-    def make(args, **process):
+    def start(runtime_bin, args, log=True, stdin=False, **process):
         base = tmp_path_factory.mktemp("mon")
         cid = f"dy-{uuid.uuid4().hex[:10]}"
         path = base / cid
         cfg = busybox.base_config(args, **process)
         cfg["root"]["path"] = str(path / "rootfs")
         busybox.make_bundle(path, cfg)
-        made.append((base, cid))
-        return base, cid, str(path)
+        r = rt.Runtime(runtime_bin, f"{base}/root", str(path))
+        hs = mc.spawn(str(path), r.create_argv(cid, f"{path}/init.pid"), f"{path}/init.pid",
+                      f"{base}/log.json" if log else "", stdin=stdin)
+        made.append((r, cid, str(path), hs))
+        return r, cid, str(path), hs
 
-    return make
+    yield start
+    for r, cid, path, hs in made:
+        try:
+            r.delete(cid, force=True)
+        except errdefs.EngineError:
+            pass
+        if hs.popen is None:
+            continue
+        client = mc.MonitorClient(path)
+        deadline = time.monotonic() + 5
+        try:
+            while client.state()[""].status is None and time.monotonic() < deadline:
+                time.sleep(0.02)
+            client.shutdown(force=True)
+        except errdefs.EngineError:
+            pass
+        try:
+            hs.popen.wait(5)
+        except Exception:
+            hs.popen.kill()
+            hs.popen.wait()
 
 
 @pytest.mark.privileged
-def test_monitor_splits_long_lines_and_outlives_its_parent(bundle, runtime_bin, request):
-    base, cid, path = bundle(["sh", "-c", "i=0; while [ $i -lt 2000 ]; do printf "
-                              "0123456789; i=$((i+1)); done; echo; printf tail"])
-    r = rt.Runtime(runtime_bin, f"{base}/root", path)
-    request.addfinalizer(lambda: _force_delete(r, cid))
-    log = f"{base}/log.json"
-    hs = mc.spawn(path, r.create_argv(cid, f"{path}/init.pid"), f"{path}/init.pid", log)
+def test_monitor_splits_long_lines_and_outlives_its_parent(supervise, runtime_bin):
+    r, cid, path, hs = supervise(runtime_bin, [
+        "sh", "-c", "i=0; while [ $i -lt 2000 ]; do printf 0123456789; i=$((i+1)); done; "
+        "echo; printf tail"])
     assert hs.ok, hs.message
-    monitor_pid = hs.monitor_pid
-    with open(f"/proc/{monitor_pid}/stat") as f:  # own session, not in ours
-        assert int(f.read().rsplit(")", 1)[1].split()[3]) == monitor_pid
+    log = os.path.join(os.path.dirname(path), "log.json")
+    with open(f"/proc/{hs.monitor_pid}/stat") as f:  # own session, not in ours
+        assert int(f.read().rsplit(")", 1)[1].split()[3]) == hs.monitor_pid
     r.start(cid)
     client = mc.MonitorClient(path)
     sub, buf = client.subscribe()
@@ -126,32 +142,18 @@ def test_monitor_splits_long_lines_and_outlives_its_parent(bundle, runtime_bin, 
 
 
 @pytest.mark.privileged
-def test_monitor_memory_is_small(bundle, runc_bin):
-    base, cid, path = bundle(["sleep", "100"])
-    r = rt.Runtime(runc_bin, f"{base}/root", path)
-    hs = mc.spawn(path, r.create_argv(cid, f"{path}/init.pid"), f"{path}/init.pid",
-                  f"{base}/log.json", stdin=True)
-    try:
-        r.start(cid)
-        with open(f"/proc/{hs.monitor_pid}/status") as f:
-            rss_kb = int(f.read().split("VmRSS:")[1].split()[0])
-        assert rss_kb < 12 * 1024  # containerd-shim-runc-v2 is ~10-15 MB
-    finally:
-        r.delete(cid, force=True)
-        client = mc.MonitorClient(path)
-        deadline = time.monotonic() + 5
-        while client.state()[""].status is None and time.monotonic() < deadline:
-            time.sleep(0.02)
-        client.shutdown()
-        hs.popen.wait(5)
+def test_monitor_memory_is_small(supervise, runc_bin):
+    r, cid, path, hs = supervise(runc_bin, ["sleep", "100"], stdin=True)
+    assert hs.ok, hs.message
+    r.start(cid)
+    with open(f"/proc/{hs.monitor_pid}/status") as f:
+        rss_kb = int(f.read().split("VmRSS:")[1].split()[0])
+    assert rss_kb < 12 * 1024  # containerd-shim-runc-v2 is ~13 MB here
 
 
 @pytest.mark.privileged
-def test_monitor_reports_create_failure(bundle, runc_bin, request):
-    base, cid, path = bundle(["/no/such/binary"])
-    r = rt.Runtime(runc_bin, f"{base}/root", path)
-    request.addfinalizer(lambda: _force_delete(r, cid))
-    hs = mc.spawn(path, r.create_argv(cid, f"{path}/init.pid"), f"{path}/init.pid")
+def test_monitor_reports_create_failure(supervise, runc_bin):
+    r, cid, path, hs = supervise(runc_bin, ["/no/such/binary"], log=False)
     assert not hs.ok and hs.runtime_rc == 1
     assert "no such file or directory" in rt.last_error(r.log_path)
     assert not os.path.exists(f"{path}/monitor.sock")
