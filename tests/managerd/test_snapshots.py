@@ -43,6 +43,11 @@ def test_layers_prepare_commit_mount(client, mounter, snapshotter):
     root = mounter(_mounts(client, snapshotter=s, key="l1-work"))
     with open(os.path.join(root, "a.txt"), "w") as f:
         f.write("layer1")
+    os.makedirs(os.path.join(root, "meta"))
+    os.symlink("../a.txt", os.path.join(root, "meta", "link"))
+    os.link(os.path.join(root, "a.txt"), os.path.join(root, "meta", "hard"))
+    os.chown(os.path.join(root, "meta"), 1234, 5678)
+    os.chmod(os.path.join(root, "meta"), 0o1750)
     client.snapshots.Commit(pb.CommitSnapshotRequest(snapshotter=s, name="layer1",
                                                      key="l1-work"), timeout=10)
     # layer 2 on top: another file, a deletion
@@ -58,14 +63,20 @@ def test_layers_prepare_commit_mount(client, mounter, snapshotter):
     os.unlink(os.path.join(c1, "a.txt"))
     with open(os.path.join(c1, "c.txt"), "w") as f:
         f.write("x" * 10000)
-    assert sorted(os.listdir(c1)) == ["b.txt", "c.txt"]
-    assert sorted(os.listdir(c2)) == ["a.txt", "b.txt"]
+    assert sorted(os.listdir(c1)) == ["b.txt", "c.txt", "meta"]
+    assert sorted(os.listdir(c2)) == ["a.txt", "b.txt", "meta"]
+    # owners, modes, links survive the layering (native copies with cp -a)
+    st = os.lstat(os.path.join(c2, "meta"))
+    assert (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (1234, 5678, 0o1750)
+    assert os.readlink(os.path.join(c2, "meta", "link")) == "../a.txt"
+    assert os.stat(os.path.join(c2, "meta", "hard")).st_ino == os.stat(
+        os.path.join(c2, "a.txt")).st_ino
     usage = client.snapshots.Usage(pb.UsageRequest(snapshotter=s, key="ctr1"), timeout=10)
     assert usage.size >= 10000 and usage.inodes >= 2
     # a read-only view of the image
     view = mounter(client.snapshots.View(pb.ViewSnapshotRequest(
         snapshotter=s, key="v1", parent="layer2"), timeout=10).mounts)
-    assert sorted(os.listdir(view)) == ["a.txt", "b.txt"]
+    assert sorted(os.listdir(view)) == ["a.txt", "b.txt", "meta"]
     with pytest.raises(OSError):
         open(os.path.join(view, "new"), "w")
     info = client.snapshots.Stat(pb.StatSnapshotRequest(snapshotter=s, key="ctr1"), timeout=5)
