@@ -69,7 +69,6 @@ def test_kill9_restart_survival(managerd_factory, shim_bin, tmp_path, subreaper,
     runtime = os.environ.get("DY_TEST_RUNTIME") or shim_bin
     tpb = _tpb()
     m = managerd_factory(name="restart")
-    subreaper.extend(pid for pid, cmd in th.processes_of(str(m.state)) if "_process" in cmd)
     request.addfinalizer(lambda: [th.stop_monitor(pid) for pid, cmd in
                                   th.processes_of(str(m.state)) if "_process" in cmd])
     ns = f"dy-restart-{uuid.uuid4().hex[:8]}"
