@@ -184,8 +184,23 @@ def _out(text: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of bin/dockyard-shim; returns the process exit code."""
-    argv = sys.argv[1:] if argv is None else argv
+    """Entry point of bin/dockyard-shim; returns the process exit code.
+
+    Called without argv (as the program), it ends the process itself with
+    os._exit once stdout/stderr are flushed: interpreter finalization costs
+    several milliseconds and the shim holds nothing that needs it.
+    """
+    if argv is not None:
+        return _main(argv)
+    code = _main(sys.argv[1:])
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    finally:
+        os._exit(code)
+
+
+def _main(argv: list[str]) -> int:
     log = Logger()
     try:
         gopts, command, rest = _split_globals(argv)

@@ -214,16 +214,32 @@ class Container:
             return CREATING
         if not _alive(self.pid, int(self.data.get("start_time") or 0)):
             return STOPPED
-        mgr = self.manager()
-        if mgr is not None:
-            try:
-                if mgr.state() == "FROZEN":
-                    return PAUSED
-            except OSError:
-                pass
+        if self._frozen():
+            return PAUSED
         if os.path.exists(os.path.join(self.dir, FIFO)):
             return CREATED
         return RUNNING
+
+    def _frozen(self) -> bool:
+        """Whether the freezer holds the container. Reads the one control file
+        straight from the saved cgroup paths (v1 freezer.state, v2
+        cgroup.freeze) so `state` and `start` need not import the managers."""
+        data = self.data.get("cgroup") or {}
+        if data.get("version") == 1 and (data.get("paths") or {}).get("freezer"):
+            path, frozen = data["paths"]["freezer"] + "/freezer.state", "FROZEN"
+        elif data.get("version") == 2 and data.get("path"):
+            path, frozen = data["path"] + "/cgroup.freeze", "1"
+        else:
+            mgr = self.manager()
+            try:
+                return mgr is not None and mgr.state() == "FROZEN"
+            except OSError:
+                return False
+        try:
+            with open(path) as f:
+                return f.read().strip() == frozen
+        except OSError:
+            return False
 
     def state(self, owner: str = "") -> State:
         return State(self.id, self.pid, self.status(), self.data.get("bundle", ""),
@@ -378,27 +394,24 @@ class Container:
             pass
 
     def _wait_fifo(self, fd: int) -> None:
-        import select
+        """Read the init's `0` from the fifo, noticing if the init dies instead.
 
-        poller = select.poll()
-        poller.register(fd, select.POLLIN)
+        The fd was opened non-blocking (an open for reading blocks while no
+        writer exists, and a dead init never comes); once the init's write
+        end is open, a blocking read returns its byte. Until then reads see
+        end-of-file, so we poll briefly while the init is alive.
+        """
+        os.set_blocking(fd, True)
         start = int(self.data.get("start_time") or 0)
+        delay = 0.0002
         while True:
-            events = poller.poll(100)
-            if events:
-                try:
-                    data = os.read(fd, 1)
-                except BlockingIOError:
-                    continue
-                if data == b"0":
-                    return
-                if not data and not _alive(self.pid, start):
-                    break
-                if not data:
-                    time.sleep(0.001)  # writer came and went: only death explains it
-                    continue
-            elif not _alive(self.pid, start):
+            data = os.read(fd, 1)
+            if data == b"0":
+                return
+            if not _alive(self.pid, start):
                 break
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
         raise FailedPrecondition("cannot start a container that has stopped "
                                  "(its init exited before start)")
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 
 from dockyard.shim import process as proc
-from dockyard.shim import rootfs
 from dockyard.shim._sys import consts
 from dockyard.shim.sync import Channel, Msg
 
@@ -135,6 +134,8 @@ def _namespaces(sc: Syscalls, namespaces: list[dict]) -> int:
 
 
 def _init(sc: Syscalls, chan: Channel, ctx: InitContext) -> None:
+    from dockyard.shim import rootfs  # here, not at the top: `exec` never needs it
+
     config = ctx.config
     linux = config.get("linux") or {}
     process = config["process"]

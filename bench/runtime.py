@@ -1,0 +1,171 @@
+"""dockyard-shim against runc on the same busybox bundle (issue 2 §8).
+
+Three operations, each timed from the caller's side (fork/exec of the
+runtime binary to its exit), interleaved shim/runc so both see the same
+machine load, at least 20 runs each:
+
+- `run`: `run --bundle B <id>` of `/bin/true`, attached (waits for the exit);
+- `exec`: `exec <id> /bin/true` into a running `sleep` container;
+- `create+start+delete`: the three commands back to back (`/bin/true`),
+  `delete --force` because the program may still be exiting.
+
+Prints the medians and the ratio shim/runc (target: <= 1.0) and, with
+--write, replaces the shim section of bench/RESULTS.md. Needs root.
+
+    sudo .venv/bin/python bench/runtime.py --runs 20 --write
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests"))
+from helpers import busybox  # noqa: E402
+
+RESULTS = REPO / "bench" / "RESULTS.md"
+SECTION = "## shim: dockyard-shim vs runc (bench/runtime.py)"
+
+
+def launcher(tmp: Path) -> str:
+    """The shim as installed: python -I -S on this checkout's source."""
+    path = tmp / "dockyard-shim"
+    path.write_text(f"#!{sys.executable} -IS\nimport sys\n"
+                    f"sys.path.insert(0, {str(REPO / 'src')!r})\n"
+                    "from dockyard.shim.cli import main\nsys.exit(main())\n")
+    path.chmod(0o755)
+    return str(path)
+
+
+def call(argv: list[str]) -> float:
+    with open(os.devnull, "r+") as null:
+        start = time.perf_counter()
+        rc = subprocess.call(argv, stdin=null, stdout=null, stderr=null)
+        took = time.perf_counter() - start
+    if rc != 0:
+        raise SystemExit(f"{argv} failed with rc={rc}")
+    return took
+
+
+def reap_all() -> None:
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+class Runtime:
+    def __init__(self, name: str, binary: str, root: Path) -> None:
+        self.name = name
+        self.base = [binary, "--root", str(root)]
+
+    def run(self, bundle: Path) -> float:
+        return call([*self.base, "run", "--bundle", str(bundle), f"b-{uuid.uuid4().hex[:8]}"])
+
+    def exec(self, cid: str) -> float:
+        return call([*self.base, "exec", cid, "/bin/true"])
+
+    def lifecycle(self, bundle: Path) -> float:
+        cid = f"b-{uuid.uuid4().hex[:8]}"
+        took = call([*self.base, "create", "--bundle", str(bundle), cid])
+        took += call([*self.base, "start", cid])
+        took += call([*self.base, "delete", "--force", cid])
+        return took
+
+
+def bench(runs: int, runc_path: str) -> dict[str, dict[str, float]]:
+    tmp = Path(tempfile.mkdtemp(prefix="dy-bench-"))
+    try:
+        # orphaned inits come back to us, so nothing stays a zombie
+        ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)
+        true_bundle = busybox.make_bundle(tmp / "true", busybox.base_config(["/bin/true"]))
+        sleep_bundle = busybox.make_bundle(tmp / "sleep", busybox.base_config(["sleep", "600"]),
+                                           rootfs=true_bundle / "rootfs")
+        runtimes = [Runtime("shim", launcher(tmp), tmp / "shim-root"),
+                    Runtime("runc", runc_path, tmp / "runc-root")]
+        for rt in runtimes:  # warm caches (page cache, pyc) before measuring
+            rt.run(true_bundle)
+            call([*rt.base, "run", "--detach", "--bundle", str(sleep_bundle), "sleeper"])
+        times: dict[str, dict[str, list[float]]] = {
+            op: {rt.name: [] for rt in runtimes} for op in ("run", "exec", "create+start+delete")}
+        for i in range(runs):
+            order = runtimes if i % 2 == 0 else runtimes[::-1]
+            for rt in order:
+                times["run"][rt.name].append(rt.run(true_bundle))
+            for rt in order:
+                times["exec"][rt.name].append(rt.exec("sleeper"))
+            for rt in order:
+                times["create+start+delete"][rt.name].append(rt.lifecycle(true_bundle))
+            reap_all()
+        for rt in runtimes:
+            call([*rt.base, "delete", "--force", "sleeper"])
+        reap_all()
+        return {op: {name: statistics.median(v) * 1000 for name, v in per.items()}
+                for op, per in times.items()}
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def report(results: dict[str, dict[str, float]], runs: int) -> str:
+    load = os.getloadavg()[0]
+    lines = [SECTION, "",
+             f"Median wall time per operation, {runs} interleaved runs each, busybox bundle "
+             f"(`/bin/true`), runc {runc_version()}, load average {load:.2f} at the end "
+             f"({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}).", "",
+             "| operation | dockyard-shim (ms) | runc (ms) | ratio shim/runc |",
+             "| --- | --- | --- | --- |"]
+    for op, per in results.items():
+        lines.append(f"| {op} | {per['shim']:.1f} | {per['runc']:.1f} | "
+                     f"{per['shim'] / per['runc']:.2f} |")
+    lines.append("")
+    return "\n".join(lines)
+
+
+def runc_version() -> str:
+    out = subprocess.run(["runc", "--version"], capture_output=True, text=True).stdout
+    return out.split("\n")[0].replace("runc version ", "")
+
+
+def write_section(text: str) -> None:
+    old = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n\n"
+    if SECTION in old:
+        head, _, rest = old.partition(SECTION)
+        nxt = rest.find("\n## ")
+        tail = rest[nxt + 1:] if nxt >= 0 else ""
+        new = head + text + ("\n" + tail if tail else "")
+    else:
+        new = old.rstrip("\n") + "\n\n" + text
+    RESULTS.write_text(new)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--runc", default=shutil.which("runc") or "runc")
+    parser.add_argument("--write", action="store_true", help="update bench/RESULTS.md")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        raise SystemExit("needs root")
+    results = bench(max(args.runs, 1), args.runc)
+    text = report(results, args.runs)
+    print(text)
+    if args.write:
+        write_section(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
