@@ -137,3 +137,91 @@ def test_version_reports_client_and_server(engine):
     r = engine.cli("version", "--format", "{{.Server.Version}}")
     assert r.returncode == 0 and r.stdout.strip()
     assert os.path.exists(engine.host[len("unix://"):])
+
+
+def test_run_it_detach_keeps_the_container_and_attach_returns(engine):
+    pexpect = pytest.importorskip("pexpect")
+    n = name()
+    child = pexpect.spawn(DOCKYARD[0], [*DOCKYARD[1:], "run", "-it", "--name", n, "busybox",
+                                        "sh"], env=engine.env, timeout=60)
+    try:
+        child.expect(r"[#$] ")
+        child.send("\x10\x11")  # ctrl-p ctrl-q
+        child.expect(pexpect.EOF)
+        child.close()
+        assert child.exitstatus == 0
+        assert engine.cli("inspect", "-f", "{{.State.Running}}", n).stdout == "true\n"
+        child = pexpect.spawn(DOCKYARD[0], [*DOCKYARD[1:], "attach", n], env=engine.env,
+                              timeout=60)
+        child.sendline("echo back-$((1+1))")
+        child.expect("back-2")
+        child.sendline("exit 4")
+        child.expect(pexpect.EOF)
+        child.close()
+        assert child.exitstatus == 4
+    finally:
+        child.close(force=True)
+        engine.cli("rm", "-f", n)
+
+
+def test_cp_both_ways_and_container_verbs(engine, tmp_path):
+    n = name()
+    assert engine.cli("run", "-d", "--name", n, "busybox", "sleep", "300").returncode == 0
+    try:
+        (tmp_path / "in.txt").write_text("from the host\n")
+        (tmp_path / "dir/sub").mkdir(parents=True)
+        (tmp_path / "dir/sub/f").write_text("deep\n")
+        assert engine.cli("cp", str(tmp_path / "in.txt"), f"{n}:/tmp/").returncode == 0
+        assert engine.cli("cp", str(tmp_path / "dir"), f"{n}:/tmp/copied").returncode == 0
+        r = engine.cli("exec", n, "cat", "/tmp/in.txt", "/tmp/copied/sub/f")
+        assert r.stdout == "from the host\ndeep\n", r.stderr
+        assert engine.cli("cp", f"{n}:/etc/passwd", str(tmp_path / "pw")).returncode == 0
+        assert (tmp_path / "pw").read_text().startswith("root:")
+        assert engine.cli("cp", f"{n}:/tmp/copied", str(tmp_path / "back")).returncode == 0
+        assert (tmp_path / "back/sub/f").read_text() == "deep\n"
+
+        top = engine.cli("top", n).stdout.splitlines()
+        assert top[0].split()[:2] == ["UID", "PID"] and "sleep 300" in top[1]
+        stats = engine.cli("stats", "--no-stream", "--format", "{{.Name}} {{.PIDs}}", n)
+        assert stats.stdout == f"{n} 1\n", stats.stderr
+        assert engine.cli("pause", n).returncode == 0
+        assert engine.cli("inspect", "-f", "{{.State.Status}}", n).stdout == "paused\n"
+        assert engine.cli("unpause", n).returncode == 0
+        assert engine.cli("update", "--memory", "64m", n).returncode == 0
+        assert engine.cli("inspect", "-f", "{{.HostConfig.Memory}}", n).stdout == "67108864\n"
+        n2 = name()
+        assert engine.cli("rename", n, n2).returncode == 0
+        n = n2
+        assert engine.cli("kill", n).stdout == f"{n}\n"
+        assert engine.cli("wait", n).stdout == "137\n"
+        events = engine.cli("events", "--since", "60s", "--until", "0s", "--filter",
+                            f"container={n}", "--format", "{{.Action}}")
+        assert "kill" in events.stdout.split() or "die" in events.stdout.split(), events.stderr
+    finally:
+        engine.cli("rm", "-f", n)
+
+
+def test_commit_save_load_export(engine, tmp_path):
+    n = name()
+    tag = f"dy-snap-{uuid.uuid4().hex[:6]}:v1"
+    assert engine.cli("run", "--name", n, "busybox", "sh", "-c",
+                      "echo saved > /marker").returncode == 0
+    try:
+        r = engine.cli("commit", "-m", "snapshot", n, tag)
+        assert r.returncode == 0 and r.stdout.startswith("sha256:"), r.stderr
+        r = engine.cli("run", "--rm", tag, "cat", "/marker")
+        assert r.stdout == "saved\n", r.stderr
+        assert engine.cli("save", "-o", str(tmp_path / "img.tar"), tag).returncode == 0
+        assert engine.cli("rmi", tag).returncode == 0
+        r = engine.cli("load", "-i", str(tmp_path / "img.tar"))
+        assert r.returncode == 0 and "Loaded image" in r.stdout, r.stderr
+        r = engine.cli("export", n, text=False)
+        assert r.returncode == 0 and len(r.stdout) > 100_000
+        import io
+        import tarfile
+
+        names = tarfile.open(fileobj=io.BytesIO(r.stdout)).getnames()
+        assert "marker" in names or "./marker" in names
+    finally:
+        engine.cli("rm", "-f", n)
+        engine.cli("rmi", "-f", tag)
