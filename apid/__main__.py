@@ -172,6 +172,7 @@ class Server:
             await self.daemon.restore()
         except Exception as err:  # noqa: BLE001 - serve anyway; calls report managerd errors
             log.warning("could not restore containers from managerd: %s", err)
+        self.daemon.watch_manager_events()
         app = create_app(self.daemon)
         plain, tls = [], []
         for host in self.config.hosts:

@@ -11,6 +11,7 @@ Must not build HTTP responses (routes do) or OCI specs by hand (translate does).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -70,6 +71,8 @@ class _Runtime:
     exited: asyncio.Event = field(default_factory=asyncio.Event)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     pending_attach: list[tuple[asyncio.Event, asyncio.Event]] = field(default_factory=list)
+    oom: bool = False  # managerd reported /tasks/oom for the current run
+    exit_seen: asyncio.Event = field(default_factory=asyncio.Event)  # /tasks/exit read
 
 
 def _host_caps() -> list[str] | None:
@@ -108,6 +111,7 @@ class Daemon:
         self._rt: dict[str, _Runtime] = {}
         self._shutting_down = False
         self._create_lock = asyncio.Lock()
+        self._events_task: asyncio.Task | None = None
 
     # --- lookup -------------------------------------------------------------------------
 
@@ -179,9 +183,37 @@ class Daemon:
         elif c.host_config.get("AutoRemove") and was_running:
             await self._remove(c, remove_volumes=True)
 
+    def watch_manager_events(self) -> None:
+        """Follow managerd's /tasks/oom (OOMKilled) for as long as the daemon runs."""
+        self._events_task = asyncio.get_running_loop().create_task(self._follow_events())
+
+    async def _follow_events(self) -> None:
+        delay = 0.5
+        while not self._shutting_down:
+            try:
+                async for topic, container_id in self.manager.task_events():
+                    delay = 0.5
+                    c = self.containers.get(container_id)
+                    if topic == "/tasks/exit" and c is not None:
+                        self.rt(c.id).exit_seen.set()
+                    if topic == "/tasks/oom" and c is not None:
+                        self.rt(c.id).oom = True
+                        if c.state.status == "exited" and not c.state.oom_killed:
+                            c.state.oom_killed = True
+                            self._event(c, "oom")
+                            await self.save(c)
+            except asyncio.CancelledError:
+                raise
+            except (errdefs.EngineError, AttributeError) as err:
+                log.debug("managerd events unavailable: %s", err)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10)
+
     async def shutdown(self) -> None:
         """Stop background work; running containers keep running (live restore)."""
         self._shutting_down = True
+        if self._events_task is not None:
+            self._events_task.cancel()
         for rt in self._rt.values():
             for task in (rt.monitor, rt.restart, rt.health):
                 if task and not task.done():
@@ -423,7 +455,13 @@ class Daemon:
         c.state.pid = 0
         c.state.exit_code = code
         c.state.finished_at = status.exited_at or time.time()
-        c.state.oom_killed = bool(status.oom_killed or deleted.oom_killed)
+        if c.host_config.get("Memory") and self._events_task and not self._events_task.done():
+            # managerd publishes /tasks/oom just before /tasks/exit: read up to the exit
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(rt.exit_seen.wait(), 0.5)
+        rt.exit_seen.clear()
+        c.state.oom_killed = bool(status.oom_killed or deleted.oom_killed or rt.oom)
+        rt.oom = False
         if c.state.oom_killed:
             self._event(c, "oom")
         ran_for = c.state.finished_at - c.state.started_at

@@ -28,10 +28,13 @@ from dockyard.apid.manager import (
     ProcessIO,
     TaskInfo,
 )
+from dockyard.protos.events import task_pb2 as task_events
 from dockyard.protos.services.containers.v1 import containers_pb2 as cpb
 from dockyard.protos.services.containers.v1 import containers_pb2_grpc as cgrpc
 from dockyard.protos.services.content.v1 import content_pb2 as ctpb
 from dockyard.protos.services.content.v1 import content_pb2_grpc as ctgrpc
+from dockyard.protos.services.events.v1 import events_pb2 as epb
+from dockyard.protos.services.events.v1 import events_pb2_grpc as egrpc
 from dockyard.protos.services.images.v1 import images_pb2 as ipb
 from dockyard.protos.services.images.v1 import images_pb2_grpc as igrpc
 from dockyard.protos.services.snapshots.v1 import snapshots_pb2 as spb
@@ -165,6 +168,7 @@ class GrpcManager:
         self.snapshots = sgrpc.SnapshotsStub(self.channel)
         self.tasks = tgrpc.TasksStub(self.channel)
         self.transfer = xgrpc.TransferStub(self.channel)
+        self.events = egrpc.EventsStub(self.channel)
         self._configs: dict[str, tuple[str, dict, list[str], int]] = {}
 
     def md(self) -> list[tuple[str, str]]:
@@ -459,6 +463,25 @@ class GrpcManager:
             call.cancel()
             raise errdefs.FailedPrecondition(f"attach to {container_id} was not accepted")
         return _Session(call)
+
+    async def task_events(self) -> AsyncIterator[tuple[str, str]]:
+        """(topic, container id) of /tasks/oom and /tasks/exit in this namespace, live."""
+        call = self.events.Subscribe(epb.SubscribeRequest(filters=[
+            f'namespace=={self.namespace},topic~=^/tasks/(oom|exit)$']), metadata=self.md())
+        try:
+            with _map_errors("subscribe"):
+                while True:
+                    env = await call.read()
+                    if env is grpc.aio.EOF:
+                        return
+                    msg = task_events.TaskOOM() if env.topic == "/tasks/oom" else \
+                        task_events.TaskExit()
+                    env.event.Unpack(msg)
+                    if env.topic == "/tasks/exit" and msg.exec_id:
+                        continue
+                    yield env.topic, msg.container_id
+        finally:
+            call.cancel()
 
     # --- transfer (images engineer's service) ------------------------------------------
 

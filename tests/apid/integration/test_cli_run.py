@@ -86,3 +86,12 @@ def test_security_and_runtime_options(stack, busybox):
     assert lines[3].split()[1] == "1024"
     out = run("-e", "A=1", "-w", "/tmp", "--entrypoint", "sh", busybox, "-c", 'echo $A $PWD')
     assert out == "1 /tmp\n"
+
+
+def test_oom_killed_in_inspect(stack, busybox, name):
+    r = stack.docker("run", "--name", name, "--memory", "8m", "--memory-swap", "8m", busybox,
+                     "sh", "-c", "x=a; while true; do x=$x$x; done", timeout=60)
+    assert r.returncode == 137, r.stderr
+    state = json.loads(stack.docker("inspect", name).stdout)[0]["State"]
+    assert state["OOMKilled"] is True and state["ExitCode"] == 137
+    stack.docker("rm", name)
