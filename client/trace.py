@@ -1,9 +1,12 @@
-"""`--trace`: one W3C trace id for a command, and the tree of spans the engine recorded.
+"""`--trace`: one W3C trace for a command, and the tree of spans the engine recorded.
 
-Owns: making the `traceparent` header the client sends on every request of a
-traced command, and after the command fetching `GET /v1/traces/{trace_id}` from
-apid and printing its spans as an indented tree with durations. Must not:
-record spans itself (apid, managerd and the shim do).
+Owns: the `traceparent` header the client sends on every request of a traced
+command (`00-<trace id>-<the CLI's span id>-01`), and, after the command,
+fetching `GET /v1/traces/{trace_id}` from apid and printing the spans as an
+indented tree with their times, under a root span for the CLI itself. Must
+not: record spans on disk (apid, managerd and the shim append them to
+<exec-root>/trace/<trace-id>.jsonl; the format is documented in apid/trace.py:
+trace_id, span_id, parent_id, name, service, start and duration in ns, attrs).
 """
 
 from __future__ import annotations
@@ -14,51 +17,55 @@ from typing import Any
 
 __all__ = ["Tracer", "render_tree"]
 
+_HIDDEN_ATTRS = ("http.method", "http.target")  # already in the span's name
+
 
 def _ms(span: dict[str, Any]) -> float | None:
+    if span.get("duration") is not None:
+        return float(span["duration"]) / 1e6
     if span.get("duration_ms") is not None:
         return float(span["duration_ms"])
-    start, end = span.get("start"), span.get("end")
-    if isinstance(start, int | float) and isinstance(end, int | float):
-        scale = 1e-6 if start > 1e15 else 1e3  # nanoseconds or seconds
-        return (end - start) * scale
     return None
 
 
-def _start(span: dict[str, Any]) -> float:
-    start = span.get("start") or span.get("start_ns") or 0
-    return float(start) if isinstance(start, int | float) else 0.0
-
-
 def render_tree(spans: list[dict[str, Any]]) -> str:
-    """Spans ({span_id, parent_id, name, start, end|duration_ms, attributes}) as a tree."""
-    by_parent: dict[str | None, list[dict[str, Any]]] = {}
+    """Spans as a tree: children under their parent, ordered by start, with their times.
+
+    A span whose parent is not in the list is a root (the CLI's own span normally
+    is the only one).
+    """
     ids = {s.get("span_id") for s in spans}
-    for span in spans:
-        parent = span.get("parent_id")
-        by_parent.setdefault(parent if parent in ids else None, []).append(span)
+    children: dict[str | None, list[dict[str, Any]]] = {}
+    for s in spans:
+        parent = s.get("parent_id") or None
+        children.setdefault(parent if parent in ids else None, []).append(s)
+    t0 = min((s.get("start") or 0 for s in spans), default=0)
     lines: list[str] = []
 
-    def walk(parent: str | None, prefix: str) -> None:
-        children = sorted(by_parent.get(parent, []), key=_start)
-        for i, span in enumerate(children):
-            last = i == len(children) - 1
-            ms = _ms(span)
-            took = f"{ms:9.1f} ms" if ms is not None else " " * 12
-            service = span.get("service") or span.get("process") or ""
-            attrs = span.get("attributes") or {}
-            detail = " ".join(f"{k}={v}" for k, v in attrs.items()
-                              if not isinstance(v, dict | list))
-            label = f"{service}: " if service else ""
-            branch = "" if parent is None and not prefix else ("└─ " if last else "├─ ")
-            lines.append(f"{took}  {prefix}{branch}{label}{span.get('name', '?')}"
-                         + (f"  [{detail}]" if detail else "")
-                         + ("  ERROR: " + str(span["error"]) if span.get("error") else ""))
-            child_prefix = prefix + ("" if parent is None and not prefix else
-                                     ("   " if last else "│  "))
-            walk(span.get("span_id"), child_prefix)
+    def label(s: dict[str, Any]) -> str:
+        attrs = s.get("attrs") or s.get("attributes") or {}
+        detail = " ".join(f"{k}={v}" for k, v in attrs.items()
+                          if k not in _HIDDEN_ATTRS and k != "error"
+                          and not isinstance(v, dict | list))
+        text = f"{s.get('service', '?')}: {s.get('name', '?')}"
+        if detail:
+            text += f"  [{detail}]"
+        if attrs.get("error"):
+            text += f"  ERROR {attrs['error']}"
+        return text
 
-    walk(None, "")
+    def walk(parent: str | None, prefix: str, top: bool) -> None:
+        kids = sorted(children.get(parent, []), key=lambda s: s.get("start") or 0)
+        for i, s in enumerate(kids):
+            last = i == len(kids) - 1
+            ms = _ms(s)
+            at = ((s.get("start") or t0) - t0) / 1e6
+            took = f"{ms:8.1f} ms" if ms is not None else " " * 11
+            branch = "" if top else ("└─ " if last else "├─ ")
+            lines.append(f"{took}  +{at:7.1f}  {prefix}{branch}{label(s)}")
+            walk(s.get("span_id"), prefix + ("" if top else ("   " if last else "│  ")), False)
+
+    walk(None, "", True)
     return "\n".join(lines) + ("\n" if lines else "")
 
 
@@ -69,32 +76,42 @@ class Tracer:
         self.trace_id = os.urandom(16).hex()
         self.span_id = os.urandom(8).hex()
         self.traceparent = f"00-{self.trace_id}-{self.span_id}-01"
-        self.started = time.monotonic()
+        self.start_ns = time.time_ns()
 
-    def report(self, ctx: Any) -> None:
-        """Fetch the spans (waiting briefly for late writers) and print the tree to stderr."""
+    def _fetch(self, ctx: Any) -> list[dict[str, Any]]:
         from dockyard.client import api
 
-        total = (time.monotonic() - self.started) * 1000
+        try:
+            data = ctx.client.request("GET", f"/v1/traces/{self.trace_id}").json()
+        except api.APIError as e:
+            if e.status == 404:
+                return []
+            raise
+        if isinstance(data, dict):
+            data = data.get("spans") or []
+        return [s for s in data or [] if isinstance(s, dict)]
+
+    def report(self, ctx: Any) -> None:
+        """Print the tree to stderr; spans written after apid answered get a moment to land."""
+        from dockyard.client import api
+
+        end_ns = time.time_ns()
+        ctx.client.extra_headers.pop("traceparent", None)  # do not trace the fetch itself
         spans: list[dict[str, Any]] = []
-        for _ in range(5):
-            try:
-                resp = ctx.client.request("GET", f"/v1/traces/{self.trace_id}")
-                data = resp.json()
-            except api.APIError as e:
-                if e.status == 404 and not spans:
-                    time.sleep(0.1)
-                    continue
-                ctx.err.write(f"trace {self.trace_id}: {e.message}\n")
-                return
-            except (api.DaemonUnreachable, OSError, ValueError) as e:
-                ctx.err.write(f"trace {self.trace_id}: cannot fetch spans: {e}\n")
-                return
-            spans = data.get("spans", data) if isinstance(data, dict) else data or []
-            break
-        ctx.err.write(f"\ntrace {self.trace_id}  (dockyard {ctx.verb}: {total:.1f} ms "
-                      "end to end)\n")
-        if not spans:
-            ctx.err.write("  no spans recorded (does this apid record traces?)\n")
+        try:
+            for _ in range(6):
+                got = self._fetch(ctx)
+                if got and len(got) == len(spans):
+                    break
+                spans = got
+                time.sleep(0.1)
+        except (api.APIError, api.DaemonUnreachable, OSError, ValueError) as e:
+            ctx.err.write(f"trace {self.trace_id}: cannot fetch its spans: {e}\n")
             return
-        ctx.err.write(render_tree([s for s in spans if isinstance(s, dict)]))
+        root = {"trace_id": self.trace_id, "span_id": self.span_id, "parent_id": "",
+                "name": f"dockyard {ctx.verb}", "service": "cli", "start": self.start_ns,
+                "duration": end_ns - self.start_ns, "attrs": {}}
+        ctx.err.write(f"\ntrace {self.trace_id}\n")
+        ctx.err.write(render_tree([root, *spans]))
+        if not spans:
+            ctx.err.write("  (the engine recorded no spans: does this apid trace requests?)\n")
