@@ -12,6 +12,7 @@ trace_id, span_id, parent_id, name, service, start and duration in ns, attrs).
 from __future__ import annotations
 
 import os
+import re
 import time
 from typing import Any
 
@@ -52,7 +53,8 @@ def render_tree(spans: list[dict[str, Any]]) -> str:
             text += f"  [{detail}]"
         if attrs.get("error"):
             text += f"  ERROR {attrs['error']}"
-        return text
+        # 64-hex ids and digests are unreadable in a tree: docker's 12-digit short form
+        return re.sub(r"\b([0-9a-f]{12})[0-9a-f]{52}\b", r"\1", text)
 
     def walk(parent: str | None, prefix: str, top: bool) -> None:
         kids = sorted(children.get(parent, []), key=lambda s: s.get("start") or 0)
@@ -105,7 +107,9 @@ class Tracer:
                     break
                 spans = got
                 time.sleep(0.1)
-        except (api.APIError, api.DaemonUnreachable, OSError, ValueError) as e:
+        except api.DaemonUnreachable:
+            return  # the command itself already said the daemon is not there
+        except (api.APIError, OSError, ValueError) as e:
             ctx.err.write(f"trace {self.trace_id}: cannot fetch its spans: {e}\n")
             return
         root = {"trace_id": self.trace_id, "span_id": self.span_id, "parent_id": "",
