@@ -210,6 +210,12 @@ def test_exec_exit_code_stdin_and_tty(env, mk, runtime):
     with pytest.raises(errdefs.EngineError) as err:
         start(client, cid, "e3")
     assert "no such file or directory" in str(err.value)
+    noexec = th.busybox.base_config(["/etc/passwd"])["process"]  # not executable
+    stub.Exec(tpb.ExecProcessRequest(container_id=cid, exec_id="e4",
+                                     spec=json.dumps(noexec).encode()))
+    with pytest.raises(errdefs.EngineError) as err:
+        start(client, cid, "e4")
+    assert "permission denied" in str(err.value)
     with pytest.raises(errdefs.AlreadyExists):
         stub.Exec(tpb.ExecProcessRequest(container_id=cid, exec_id="e1",
                                          spec=json.dumps(process).encode()))
