@@ -12,6 +12,7 @@ import time
 import uuid
 
 import pytest
+from helpers import busybox
 from helpers import tasks as th
 
 from dockyard import errdefs
@@ -94,6 +95,11 @@ def test_kill9_restart_survival(managerd_factory, shim_bin, tmp_path, subreaper,
         att.send(b"before\n")
         att.wait_output(b"got before\n")
         att.close()
+        # an exec process that lives across the restart
+        reader = busybox.base_config(["sh", "-c", "read x; echo \"exec got $x\"; exit 3"])
+        stub.Exec(tpb.ExecProcessRequest(container_id=chatter, exec_id="e1", stdin=True,
+                                         spec=json.dumps(reader["process"]).encode()))
+        exec_pid = stub.Start(tpb.StartRequest(container_id=chatter, exec_id="e1")).pid
 
     for cid in [*printers, chatter]:
         with open(os.path.join(state_dir, cid, "monitor.pid")) as f:
@@ -138,6 +144,15 @@ def test_kill9_restart_survival(managerd_factory, shim_bin, tmp_path, subreaper,
             att.send(b"after\n")
             att.wait_output(b"got after\n")
             att.close()
+            e1 = stub.Get(tpb.GetRequest(container_id=chatter, exec_id="e1")).process
+            assert (e1.status, e1.pid) == (tpb.RUNNING, exec_pid)
+            att = th.Attach(stub, chatter, exec_id="e1", stdin=True)
+            att.send(b"later\n")
+            assert att.wait_done() == b"exec got later\n"
+            assert stub.Wait(tpb.WaitRequest(container_id=chatter, exec_id="e1"),
+                             timeout=10).exit_status == 3
+            assert events.wait_for("/tasks/exit", container_id=chatter,
+                                   exec_id="e1").exit_status == 3
 
             # the survivors exit now, with events from the new managerd
             for cid in list(printers)[3:]:
