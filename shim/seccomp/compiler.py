@@ -9,6 +9,7 @@ Owns the translation libseccomp does for runc, written out by hand:
   x86_64 section:
     LD  nr
     JGE 0x40000000 ? -> x32 section (or KILL_PROCESS when x32 is not listed)
+    JGT <highest nr in the profile> ? RET ERRNO(ENOSYS)   ; runc's stub, see _section
     JEQ nr1 / JEQ nr2 / ... -> RET ALLOW    ; unconditional syscalls, by action,
                                             ; in chunks that keep u8 jumps in range
     JEQ nrN ? -> clause 1: LD arg hi/lo words, compare ... RET action
@@ -274,8 +275,19 @@ def _conditional_block(nr: int, clauses: list[tuple[tuple, int]], fallback: int,
 
 
 def _section(summary: dict[str, list], numbers: dict[str, int], default: int,
-             wide: bool) -> list[bytes]:
-    """The checks for one architecture (A holds the syscall number on entry)."""
+             wide: bool, enosys_names: set[str] | None) -> list[bytes]:
+    """The checks for one architecture (A holds the syscall number on entry).
+
+    With `enosys_names`, syscalls numbered above every one those names have
+    in this table fail with ENOSYS instead of the default action (runc's
+    patchbpf stub): they are newer than the profile, and libc falls back
+    from ENOSYS (clone3 -> clone, faccessat2 -> faccessat) but not from EPERM.
+    """
+    out: list[bytes] = []
+    if enosys_names:
+        known = [numbers[n] for n in enosys_names if n in numbers]
+        if known:
+            out += [_pack(_JGT, 0, 1, max(known)), _pack(_RET, 0, 0, RET_ERRNO | _errno.ENOSYS)]
     per_nr: dict[int, list] = {}
     for name, entry in summary.items():
         nr = numbers.get(name)
@@ -287,7 +299,6 @@ def _section(summary: dict[str, list], numbers: dict[str, int], default: int,
         else:  # two names for one number in this table: merge
             per_nr[nr] = [prev[0] + entry[0], prev[1] if prev[1] is not None else entry[1]]
     plain: dict[int, list[int]] = {}
-    out: list[bytes] = []
     blocks: list[bytes] = []
     for nr in sorted(per_nr):
         conds, unconditional = per_nr[nr]
@@ -358,6 +369,7 @@ def compile_filter(seccomp: dict[str, Any], arch: str | None = None) -> bytes:
 
     # name -> [conditional clauses [(conds, action)], unconditional action or None]
     summary: dict[str, list] = {}
+    all_names: set[str] = set()
     for i, rule in enumerate(seccomp.get("syscalls") or ()):
         where = f"syscalls[{i}]"
         if not isinstance(rule, dict):
@@ -368,6 +380,7 @@ def compile_filter(seccomp: dict[str, Any], arch: str | None = None) -> bytes:
         action = _action(rule.get("action"), rule.get("errnoRet"), where)
         args = rule.get("args")
         clauses = [(c, action) for c in _parse_args(args, where)] if args else None
+        all_names.update(names)
         if action == default:
             continue  # redundant: runc skips it (libseccomp would refuse it)
         for name in names:
@@ -381,7 +394,12 @@ def compile_filter(seccomp: dict[str, Any], arch: str | None = None) -> bytes:
                 # drops later ones, whatever their action
                 entry[1] = action
 
-    sections = [_section(summary, syscall_table(t), default, ARCHES[_scmp(t)][2])
+    # runc's -ENOSYS stub, unless the default already allows, logs, traces or is ENOSYS
+    enosys = None
+    if default & 0xFFFF0000 not in (RET_ALLOW, RET_LOG, RET_TRACE) and \
+            default != RET_ERRNO | _errno.ENOSYS:
+        enosys = all_names
+    sections = [_section(summary, syscall_table(t), default, ARCHES[_scmp(t)][2], enosys)
                 for t in tables]
     x32 = next((s for t, s in zip(tables, sections, strict=True) if t == "x32"), None)
     dispatch: list[tuple[int, list[bytes]]] = []

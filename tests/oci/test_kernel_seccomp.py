@@ -227,3 +227,18 @@ def test_docker_sized_allow_list_runs_python_and_blocks_the_rest():
     assert res == {"umount2": -errno.EPERM, "unshare": -errno.EPERM, "clone3": -errno.ENOSYS,
                    "personality0": True, "personality8": -errno.EPERM, "child": 0,
                    "status": "2"}
+
+
+def test_syscalls_newer_than_the_profile_fail_with_enosys():
+    # runc's stub: libc falls back from ENOSYS, not from EPERM
+    table = compiler.syscall_table("x86_64")
+    old = sorted(n for n, nr in table.items() if nr < 425 and n not in ("acct", "syslog"))
+    profile = {"defaultAction": "SCMP_ACT_ERRNO", "architectures": ARCHES,
+               "syscalls": [{"names": old, "action": "SCMP_ACT_ALLOW"}]}
+    rc, res, err = run(profile, """
+        print(json.dumps({"acct": call(libc.acct, None),
+                          "cachestat": call(libc.syscall, ctypes.c_long(451), 0, 0, 0, 0),
+                          "pid": os.getpid() > 0}))
+    """)
+    assert rc == 0, err
+    assert res == {"acct": -errno.EPERM, "cachestat": -errno.ENOSYS, "pid": True}

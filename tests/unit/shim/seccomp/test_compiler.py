@@ -79,7 +79,8 @@ def test_default_and_listed_actions():
     assert run(p, "reboot") == KILL_THREAD and run(p, "ptrace") == KILL_PROCESS
     assert run(p, "acct") == 0x00030000 and run(p, "swapon") == 0x7FFC0000
     assert run(p, "swapoff") == 0x7FF00000 | 7
-    assert run(p, "openat") == ERRNO | errno.EPERM  # default errno is EPERM
+    assert run(p, "close") == ERRNO | errno.EPERM  # default errno is EPERM
+    assert run(p, "openat") == ERRNO | errno.ENOSYS  # newer than anything listed: runc's stub
 
 
 def test_default_errno_ret_and_allow_default():
@@ -129,7 +130,8 @@ def test_aarch64_tables():
                                               "action": "SCMP_ACT_ALLOW"}]}, arch="aarch64")
     assert run(p, 56, AARCH64) == ALLOW  # openat
     assert run(p, 34, AARCH64) == ALLOW  # mkdirat
-    assert run(p, 63, AARCH64) == ERRNO | 1  # read
+    assert run(p, 17, AARCH64) == ERRNO | 1  # getcwd
+    assert run(p, 63, AARCH64) == ERRNO | errno.ENOSYS  # read: above every listed number
     assert run(p, 56, X86_64) == KILL_PROCESS
 
 
@@ -231,7 +233,31 @@ def test_long_allow_lists_and_long_conditional_blocks_keep_jumps_in_range():
                                         "action": "SCMP_ACT_ALLOW"}, *many))
     assert all(run(p, n) == ALLOW for n in names if n != "prctl")
     assert run(p, "prctl", args=(69,)) == ALLOW and run(p, "prctl", args=(70,)) == ERRNO | 1
-    assert run(p, 1000) == ERRNO | 1
+    assert run(p, 1000) == ERRNO | errno.ENOSYS
+
+
+def test_syscalls_newer_than_the_profile_get_enosys_like_runc():
+    prof = profile({"names": ["read", "mkdir"], "action": "SCMP_ACT_ALLOW"},
+                   {"names": ["openat"], "action": "SCMP_ACT_ERRNO"})  # 257, default action
+    p = seccomp.compile_filter(prof)
+    assert run(p, "write") == ERRNO | 1  # 1 < 257: the default action
+    assert run(p, "openat") == ERRNO | 1  # listed (even with the default action)
+    assert run(p, "newfstatat") == ERRNO | errno.ENOSYS  # 262 > 257
+    assert run(p, "clone3") == ERRNO | errno.ENOSYS
+    assert run(p, "write", table="x32") == ERRNO | 1  # per table: x32 has its own highest
+    assert run(p, "clone3", table="x32") == ERRNO | errno.ENOSYS
+    assert run(p, "clone3", I386, table="i386") == ERRNO | errno.ENOSYS
+    # no stub when the default allows, or already answers ENOSYS
+    for default, extra in (("SCMP_ACT_ALLOW", {}), ("SCMP_ACT_LOG", {}),
+                           ("SCMP_ACT_ERRNO", {"defaultErrnoRet": errno.ENOSYS})):
+        p = seccomp.compile_filter(profile({"names": ["mkdir"], "action": "SCMP_ACT_KILL"},
+                                           default=default, **extra))
+        assert run(p, "clone3") == {"SCMP_ACT_ALLOW": ALLOW, "SCMP_ACT_LOG": 0x7FFC0000,
+                                    "SCMP_ACT_ERRNO": ERRNO | errno.ENOSYS}[default]
+    # KILL defaults get it too
+    p = seccomp.compile_filter(profile({"names": ["mkdir"], "action": "SCMP_ACT_ALLOW"},
+                                       default="SCMP_ACT_KILL_PROCESS"))
+    assert run(p, "clone3") == ERRNO | errno.ENOSYS and run(p, "read") == KILL_PROCESS
 
 
 def test_too_large_a_filter_is_refused():
