@@ -13,8 +13,14 @@ Every manager takes its cgroupfs root as a parameter (production:
 Usage (shim-runtime)::
 
     mgr = open_manager(spec["linux"].get("cgroupsPath"), container_id)
-    mgr.create(); mgr.set(spec["linux"].get("resources") or {}); mgr.add(pid)
+    mgr.create(); mgr.add(pid)
+    resources = dict(spec["linux"].get("resources") or {})
+    resources["devices"] = devices.with_defaults(resources.get("devices"),
+                                                 spec["linux"].get("devices"))
+    mgr.set(resources)                    # also `update` (runc leaves devices out)
     state["cgroup"] = mgr.to_dict()       # later: Manager.from_dict(...)
+    mgr.freeze() / mgr.thaw() / mgr.state() / mgr.pids() / mgr.stats() / mgr.oom_count()
+    mgr.destroy()                         # after the tasks are gone
 
 Imports here are cheap (os only); v1/v2 modules load on first use.
 """
