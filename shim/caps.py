@@ -96,15 +96,28 @@ def names_of(bits: int) -> list[str]:
     return [name_of(i) for i in range(64) if bits >> i & 1]
 
 
-def last_cap() -> int:
-    """The highest capability the running kernel knows."""
+def last_cap(sys: Any = None) -> int:
+    """The highest capability the running kernel knows.
+
+    Read from /proc/sys/kernel/cap_last_cap; where that is not mounted (a
+    container init after pivot_root into a root without /proc), probe the
+    bounding set with PR_CAPBSET_READ, which fails with EINVAL past the last.
+    """
     global _last_cap
     if _last_cap is None:
         try:
             with open("/proc/sys/kernel/cap_last_cap") as f:
                 _last_cap = int(f.read())
-        except OSError:
-            _last_cap = len(CAPABILITIES) - 1
+        except (OSError, ValueError):
+            sys = _sys(sys)
+            last = 0
+            for cap in range(1, 64):
+                try:
+                    sys.prctl(_PR_CAPBSET_READ, cap)
+                except OSError:
+                    break
+                last = cap
+            _last_cap = last
     return _last_cap
 
 
@@ -141,7 +154,7 @@ def apply_bounding(names: Iterable[str] | None, sys: Any = None) -> None:
     """
     keep = mask(names)
     sys = _sys(sys)
-    for cap in range(last_cap() + 1):
+    for cap in range(last_cap(sys) + 1):
         if keep >> cap & 1:
             continue
         try:
@@ -163,6 +176,8 @@ def apply_sets(caps: dict[str, Any] | None, sys: Any = None) -> None:
         OSError: capset or prctl failed.
     """
     caps = caps or {}
+    sys = _sys(sys)
+    last_cap(sys)
     effective = _known(mask(caps.get("effective")))
     permitted = _known(mask(caps.get("permitted")))
     inheritable = _known(mask(caps.get("inheritable")))
@@ -170,7 +185,6 @@ def apply_sets(caps: dict[str, Any] | None, sys: Any = None) -> None:
     if effective & ~permitted:
         raise InvalidArgument("process.capabilities: effective "
                               f"{names_of(effective & ~permitted)} not in permitted")
-    sys = _sys(sys)
     try:
         sys.capset(effective, permitted, inheritable)
     except OSError as err:

@@ -105,3 +105,28 @@ def test_no_capabilities_drops_everything():
     caps.apply_capabilities(None, sys=sys)
     assert len([c for c in sys.calls if c[1] == 24]) == 41
     assert ("capset", 0, 0, 0) in sys.calls
+
+
+def test_last_cap_is_probed_when_proc_is_not_mounted(monkeypatch):
+    import builtins
+    import errno
+
+    class ProbeSys(FakeSys):
+        def prctl(self, option, arg2=0, arg3=0, arg4=0, arg5=0):
+            if option == 23 and arg2 > 37:  # PR_CAPBSET_READ past an older kernel's last
+                raise OSError(errno.EINVAL, "Invalid argument")
+            return super().prctl(option, arg2, arg3, arg4, arg5)
+
+    real_open = builtins.open
+
+    def no_proc(path, *args, **kwargs):
+        if str(path).startswith("/proc/sys/kernel/cap_last_cap"):
+            raise FileNotFoundError(path)
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", no_proc)
+    monkeypatch.setattr(caps, "_last_cap", None)
+    sys = ProbeSys()
+    caps.apply_bounding(["CAP_CHOWN"], sys)
+    assert caps.last_cap() == 37
+    assert max(c[2] for c in sys.calls if c[1] == 24) == 37  # no drop past the last cap
