@@ -425,25 +425,55 @@ class Daemon:
             rt.monitor = asyncio.get_running_loop().create_task(self._monitor(c.id))
 
     async def _monitor(self, container_id: str) -> None:
-        try:
-            status = await self.manager.wait_task(container_id)
-        except asyncio.CancelledError:
-            raise
-        except errdefs.NotFound:
-            status = ExitStatus(code=255, exited_at=time.time())
-        except errdefs.EngineError as err:
-            log.warning("wait failed container_id=%s err=%s", container_id, err)
-            return
+        """Wait for the task's exit. Survives managerd restarts (the monitors keep the
+        container running): every answer is confirmed with Get, and an unreachable
+        managerd is retried with back-off."""
+        delay = 0.2
+        while True:
+            status: ExitStatus | None = None
+            try:
+                status = await self.manager.wait_task(container_id)
+            except asyncio.CancelledError:
+                raise
+            except errdefs.EngineError as err:
+                log.debug("wait interrupted container_id=%s err=%s", container_id, err)
+            if container_id not in self.containers or self._shutting_down:
+                return
+            try:
+                task = await self.manager.get_task(container_id)
+            except errdefs.NotFound:
+                status = status or ExitStatus(code=255, exited_at=time.time())
+                break
+            except errdefs.EngineError as err:
+                log.info("waiting for managerd container_id=%s err=%s", container_id, err)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            if task.status == "stopped":
+                status = status or ExitStatus(code=task.exit_status,
+                                              exited_at=task.exited_at or time.time())
+                break
+            await asyncio.sleep(delay)  # a spurious answer while it still runs
+            delay = min(delay * 2, 5.0)
         c = self.containers.get(container_id)
         if c is None:
             return
         await self._on_exit(c, status)
 
-    async def _delete_task(self, c: Container) -> ExitStatus:
-        try:
-            return await self.manager.delete_task(c.id)
-        except errdefs.NotFound:
-            return ExitStatus(code=c.state.exit_code, exited_at=time.time())
+    async def _delete_task(self, c: Container, attempts: int = 20) -> ExitStatus:
+        """Delete the task (retrying while managerd is unreachable, e.g. restarting)."""
+        delay = 0.2
+        for attempt in range(attempts):
+            try:
+                return await self.manager.delete_task(c.id)
+            except errdefs.NotFound:
+                break
+            except errdefs.Unavailable:
+                if attempt == attempts - 1:
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 3.0)
+        return ExitStatus(code=c.state.exit_code, exited_at=time.time())
 
     async def _on_exit(self, c: Container, status: ExitStatus) -> None:
         rt = self.rt(c.id)

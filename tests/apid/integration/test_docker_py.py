@@ -132,3 +132,31 @@ def test_apid_restart_keeps_containers(stack, client, busybox, name):
         again.remove(force=True)
     finally:
         fresh.close()
+
+
+def test_managerd_restart_keeps_containers_and_exits(stack, client, busybox, name):
+    c = client.containers.run(busybox, ["sh", "-c", "sleep 2; exit 9"], name=name, detach=True)
+    stack.managerd.restart()
+    assert c.wait(timeout=30)["StatusCode"] == 9  # the exit is seen across the restart
+    c.reload()
+    assert c.status == "exited" and c.attrs["State"]["ExitCode"] == 9
+    c.remove()
+
+
+def test_always_restarts_after_apid_restart(stack, client, busybox, name):
+    c = client.containers.run(busybox, ["sleep", "60"], name=name, detach=True,
+                              restart_policy={"Name": "always"})
+    c.stop(timeout=0)
+    stack.apid.restart()  # dockerd: a stopped `always` container starts with the daemon
+    fresh = docker.DockerClient(base_url=stack.apid.host, version="auto")
+    try:
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            again = fresh.containers.get(name)
+            if again.status == "running":
+                break
+            time.sleep(0.2)
+        assert again.status == "running"
+        again.remove(force=True)
+    finally:
+        fresh.close()
