@@ -2,8 +2,9 @@
 
 managerd starts one per task (``dockyard.managerd.monitor.client.spawn``) as::
 
-    python -I -S _process.py --dir STATE [--log FILE] [--stdin] [--terminal] \\
-        --pid-file FILE -- RUNTIME ... create --bundle B --pid-file FILE ID
+    python -I -S _process.py --dir STATE [--log FILE [--log-max-size BYTES]
+        [--log-max-files N]] [--stdin] [--terminal] --pid-file FILE \\
+        -- RUNTIME ... create --bundle B --pid-file FILE ID
 
 in a session of its own, so a ``kill -9`` of managerd leaves it running. It
 owns, for one container:
@@ -15,7 +16,7 @@ owns, for one container:
   console socket (runc's protocol: one message with the master in SCM_RIGHTS);
 - the Docker json-file log of the init's stdout/stderr
   (``{"log":"...\\n","stream":"stdout","time":"RFC3339Nano"}`` per line, lines
-  over 16 KiB split like Docker does);
+  over 16 KiB split like Docker does), rotated at max-size into max-file files;
 - reaping, and the init's exit status and time, written atomically to
   ``STATE/exit`` as ``"<status> <unix-ns>\\n"`` (status 128+N for signal N);
 - attach clients on ``STATE/monitor.sock``.
@@ -207,9 +208,13 @@ class Proc:
 class Monitor:
     """The event loop: one epoll over the listener, clients, pipes and SIGCHLD."""
 
-    def __init__(self, state_dir: str, log_path: str):
+    def __init__(self, state_dir: str, log_path: str, log_max_size: int = 0,
+                 log_max_files: int = 1):
         self.dir = state_dir
         self.log_path = log_path
+        self.log_max_size = log_max_size  # bytes; 0: unlimited (Docker's max-size)
+        self.log_max_files = max(1, log_max_files)  # Docker's max-file
+        self.log_size = 0
         self.ep = select.epoll()
         self.handlers = {}  # fd -> (callable(events), registered mask)
         self.procs = {}  # id -> Proc
@@ -295,8 +300,7 @@ class Monitor:
 
         init = Proc(INIT, terminal)
         if self.log_path:
-            init.log = os.open(self.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
-                               0o640)
+            init.log = self.open_log()
         self.procs[INIT] = init
         self.make_stdio(init, stdin)
         init.pid_file = pid_file
@@ -531,8 +535,8 @@ class Monitor:
             proc.master = proc.stdin_fd = -1
         os.close(fd)
         if proc.log >= 0 and proc.partial[kind]:
-            self.write_log(proc, log_record(bytes(proc.partial[kind]), self.stream(kind),
-                                            time.time_ns()))
+            self.write_log(proc, [log_record(bytes(proc.partial[kind]), self.stream(kind),
+                                             time.time_ns())])
             proc.partial[kind].clear()
         if not proc.outs:
             self.end_attach(proc)
@@ -560,16 +564,48 @@ class Monitor:
             start = nl + 1
         del buf[:start]
         if out:
-            self.write_log(proc, b"".join(out))
+            self.write_log(proc, out)
 
-    @staticmethod
-    def write_log(proc: Proc, data: bytes) -> None:
-        """Append records; on ENOSPC and the like they are dropped (Docker does too),
-        the container's output keeps flowing to attach clients."""
+    def open_log(self) -> int:
+        fd = os.open(self.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        self.log_size = os.fstat(fd).st_size
+        return fd
+
+    def write_log(self, proc: Proc, records: list[bytes]) -> None:
+        """Append records, rotating like Docker's json-file max-size/max-file (a record
+        never straddles two files); on ENOSPC and the like they are dropped (Docker does
+        too), the container's output keeps flowing to attach clients."""
         try:
-            os.write(proc.log, data)
+            while records:
+                batch = records
+                if self.log_max_size:
+                    room, n = self.log_max_size - self.log_size, 0
+                    while n < len(records) and len(records[n]) <= room:
+                        room -= len(records[n])
+                        n += 1
+                    if n == 0 and self.log_size:
+                        self.rotate(proc)
+                        continue
+                    batch = records[:max(n, 1)]
+                data = b"".join(batch)
+                os.write(proc.log, data)
+                self.log_size += len(data)
+                records = records[len(batch):]
         except OSError as err:
             os.write(2, f"monitor: log write failed: {err}\n".encode())
+
+    def rotate(self, proc: Proc) -> None:
+        """ID-json.log -> .1 -> .2 ... (max-file files in all); max-file 1 truncates."""
+        if self.log_max_files == 1:
+            os.ftruncate(proc.log, 0)
+            self.log_size = 0
+            return
+        for i in range(self.log_max_files - 1, 0, -1):
+            src = self.log_path if i == 1 else f"{self.log_path}.{i - 1}"
+            if os.path.exists(src):
+                os.replace(src, f"{self.log_path}.{i}")
+        os.close(proc.log)
+        proc.log = self.open_log()
 
     def end_attach(self, proc: Proc) -> None:
         """The process's output is over (or it exited long enough ago): release clients."""
@@ -847,7 +883,8 @@ class Monitor:
 
 def parse(argv: list[str]) -> dict:
     """The command line (no argparse: it costs start-up time and memory)."""
-    opts = {"dir": "", "log": "", "stdin": False, "terminal": False, "pid-file": "", "argv": []}
+    opts = {"dir": "", "log": "", "stdin": False, "terminal": False, "pid-file": "", "argv": [],
+            "log-max-size": "0", "log-max-files": "1"}
     i = 0
     while i < len(argv):
         arg = argv[i]
@@ -857,7 +894,8 @@ def parse(argv: list[str]) -> dict:
         key = arg[2:]
         if key in ("stdin", "terminal"):
             opts[key] = True
-        elif key in ("dir", "log", "pid-file") and i + 1 < len(argv):
+        elif key in ("dir", "log", "pid-file", "log-max-size", "log-max-files") and \
+                i + 1 < len(argv):
             opts[key] = argv[i + 1]
             i += 1
         else:
@@ -871,7 +909,8 @@ def parse(argv: list[str]) -> dict:
 def main() -> int:
     opts = parse(sys.argv[1:])
     os.chdir(opts["dir"])
-    monitor = Monitor(opts["dir"], opts["log"])
+    monitor = Monitor(opts["dir"], opts["log"], int(opts["log-max-size"]),
+                      int(opts["log-max-files"]))
     try:
         set_subreaper()
         write_atomic("monitor.pid", b"%d" % os.getpid())

@@ -61,7 +61,8 @@ class Handshake:
 
 
 def spawn(state_dir: str, create_argv: list[str], pid_file: str, log_path: str = "",
-          stdin: bool = False, terminal: bool = False, timeout: float = 60.0) -> Handshake:
+          stdin: bool = False, terminal: bool = False, timeout: float = 60.0,
+          log_max_size: int = 0, log_max_files: int = 1) -> Handshake:
     """Start a monitor that runs ``create_argv`` (the runtime's create) and supervises it.
 
     Args:
@@ -73,6 +74,8 @@ def spawn(state_dir: str, create_argv: list[str], pid_file: str, log_path: str =
         stdin: give the init a stdin pipe (else /dev/null).
         terminal: the init gets a pty (the spec's process.terminal must agree).
         timeout: seconds to wait for the create to finish.
+        log_max_size: rotate the log beyond this many bytes (0: never), keeping
+            log_max_files files (Docker's json-file max-size and max-file).
 
     Returns:
         The handshake; on success ``popen`` is the monitor, to be reaped after ``shutdown``.
@@ -80,6 +83,9 @@ def spawn(state_dir: str, create_argv: list[str], pid_file: str, log_path: str =
     argv = [sys.executable, "-I", "-S", "-c", _LAUNCH, "--dir", state_dir, "--pid-file", pid_file]
     if log_path:
         argv += ["--log", log_path]
+        if log_max_size > 0:
+            argv += ["--log-max-size", str(log_max_size), "--log-max-files",
+                     str(max(1, log_max_files))]
     if stdin:
         argv.append("--stdin")
     if terminal:

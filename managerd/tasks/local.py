@@ -246,15 +246,18 @@ class TaskManager:
 
     # -- create ----------------------------------------------------------------------
     def create(self, ns: str, container_id: str, stdin: bool = False, terminal: bool = False,
-               console_size: tuple[int, int] | None = None, log_path: str = "") -> ProcessInfo:
+               console_size: tuple[int, int] | None = None, log_path: str = "",
+               log_max_size: int = 0, log_max_files: int = 1) -> ProcessInfo:
         """Create the task of a container: bundle, monitor, runtime create.
 
         Raises:
             NotFound: no such container (or runtime binary).
             AlreadyExists: the container has a task.
-            InvalidArgument: the spec cannot be run.
+            InvalidArgument: the spec cannot be run, or a negative log size.
             EngineError: the runtime's create failed (its message included).
         """
+        if log_max_size < 0:
+            raise errdefs.InvalidArgument(f"log_max_size {log_max_size}: must not be negative")
         validate_id(container_id)
         container = self.containers.get(ns, container_id)
         key = (ns, container_id)
@@ -263,7 +266,8 @@ class TaskManager:
                 raise errdefs.AlreadyExists(f"task {container_id}: already exists")
             self._tasks[key] = placeholder = None  # type: ignore[assignment]
         try:
-            task = self._create(ns, container, stdin, terminal, console_size, log_path)
+            task = self._create(ns, container, stdin, terminal, console_size, log_path,
+                                (log_max_size, log_max_files))
         except BaseException:
             with self._lock:
                 if self._tasks.get(key, 0) is placeholder:
@@ -278,7 +282,8 @@ class TaskManager:
         return task.info(task.init)
 
     def _create(self, ns: str, container, stdin: bool, terminal: bool,
-                console_size: tuple[int, int] | None, log_path: str) -> Task:
+                console_size: tuple[int, int] | None, log_path: str,
+                log_rotation: tuple[int, int]) -> Task:
         cid = container.id
         t0 = time.perf_counter()
         try:
@@ -322,7 +327,8 @@ class TaskManager:
             pid_file = os.path.join(task_dir, "init.pid")
             hs = monitor.spawn(task_dir, rt.create_argv(cid, pid_file), pid_file, log_path,
                                stdin=stdin, terminal=terminal,
-                               timeout=self.config.runtime_timeout)
+                               timeout=self.config.runtime_timeout,
+                               log_max_size=log_rotation[0], log_max_files=log_rotation[1])
             if not hs.ok:
                 if hs.runtime_rc is not None:
                     raise error_for("create", cid, last_error(rt.log_path, hs.message))

@@ -71,7 +71,9 @@ class TasksService(tasks_pb2_grpc.TasksServicer):
                                                              "container_id"),
                                      stdin=request.stdin, terminal=request.terminal,
                                      console_size=_size(request.console_size),
-                                     log_path=request.log_path)
+                                     log_path=request.log_path,
+                                     log_max_size=request.log_max_size,
+                                     log_max_files=request.log_max_files)
             return tasks_pb2.CreateTaskResponse(container_id=info.container_id, pid=info.pid)
 
     def Start(self, request, context):

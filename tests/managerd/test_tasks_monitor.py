@@ -76,7 +76,7 @@ def supervise(tmp_path_factory):
     removed after the test whatever happened."""
     made: list[tuple[rt.Runtime, str, str, mc.Handshake]] = []
 
-    def start(runtime_bin, args, log=True, stdin=False, **process):
+    def start(runtime_bin, args, log=True, stdin=False, rotate=(0, 1), **process):
         base = tmp_path_factory.mktemp("mon")
         cid = f"dy-{uuid.uuid4().hex[:10]}"
         path = base / cid
@@ -85,7 +85,8 @@ def supervise(tmp_path_factory):
         busybox.make_bundle(path, cfg)
         r = rt.Runtime(runtime_bin, f"{base}/root", str(path))
         hs = mc.spawn(str(path), r.create_argv(cid, f"{path}/init.pid"), f"{path}/init.pid",
-                      f"{base}/log.json" if log else "", stdin=stdin)
+                      f"{base}/log.json" if log else "", stdin=stdin,
+                      log_max_size=rotate[0], log_max_files=rotate[1])
         made.append((r, cid, str(path), hs))
         return r, cid, str(path), hs
 
@@ -157,3 +158,28 @@ def test_monitor_reports_create_failure(supervise, runc_bin):
     assert not hs.ok and hs.runtime_rc == 1
     assert "no such file or directory" in rt.last_error(r.log_path)
     assert not os.path.exists(f"{path}/monitor.sock")
+
+
+@pytest.mark.privileged
+@pytest.mark.parametrize("files", [1, 3])
+def test_monitor_rotates_the_log(supervise, runc_bin, files):
+    r, cid, path, hs = supervise(runc_bin, [
+        "sh", "-c", "i=0; while [ $i -lt 400 ]; do echo line $i; i=$((i+1)); done"],
+        rotate=(4096, files))
+    r.start(cid)
+    log = os.path.join(os.path.dirname(path), "log.json")
+    deadline = time.monotonic() + 10
+    while "line 399" not in open(log).read() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    names = sorted(n for n in os.listdir(os.path.dirname(path)) if n.startswith("log.json"))
+    assert names == ["log.json"] + [f"log.json.{i}" for i in range(1, files)]
+    lines = []
+    for name in reversed(names):  # oldest first
+        size = os.path.getsize(os.path.join(os.path.dirname(path), name))
+        assert 0 < size <= 4096
+        lines += [json.loads(x)["log"] for x in open(os.path.join(os.path.dirname(path), name))]
+    # the newest records are all there and in order, up to the last line
+    assert lines[-1] == "line 399\n"
+    first = int(lines[0].split()[1])
+    assert lines == [f"line {i}\n" for i in range(first, 400)]
+    assert os.path.getsize(log) > 0

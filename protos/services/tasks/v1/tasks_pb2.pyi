@@ -64,20 +64,24 @@ class ConsoleSize(_message.Message):
     def __init__(self, height: _Optional[int] = ..., width: _Optional[int] = ...) -> None: ...
 
 class CreateTaskRequest(_message.Message):
-    __slots__ = ("container_id", "stdin", "terminal", "console_size", "log_path", "checkpoint")
+    __slots__ = ("container_id", "stdin", "terminal", "console_size", "log_path", "checkpoint", "log_max_size", "log_max_files")
     CONTAINER_ID_FIELD_NUMBER: _ClassVar[int]
     STDIN_FIELD_NUMBER: _ClassVar[int]
     TERMINAL_FIELD_NUMBER: _ClassVar[int]
     CONSOLE_SIZE_FIELD_NUMBER: _ClassVar[int]
     LOG_PATH_FIELD_NUMBER: _ClassVar[int]
     CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
+    LOG_MAX_SIZE_FIELD_NUMBER: _ClassVar[int]
+    LOG_MAX_FILES_FIELD_NUMBER: _ClassVar[int]
     container_id: str
     stdin: bool
     terminal: bool
     console_size: ConsoleSize
     log_path: str
     checkpoint: str
-    def __init__(self, container_id: _Optional[str] = ..., stdin: _Optional[bool] = ..., terminal: _Optional[bool] = ..., console_size: _Optional[_Union[ConsoleSize, _Mapping]] = ..., log_path: _Optional[str] = ..., checkpoint: _Optional[str] = ...) -> None: ...
+    log_max_size: int
+    log_max_files: int
+    def __init__(self, container_id: _Optional[str] = ..., stdin: _Optional[bool] = ..., terminal: _Optional[bool] = ..., console_size: _Optional[_Union[ConsoleSize, _Mapping]] = ..., log_path: _Optional[str] = ..., checkpoint: _Optional[str] = ..., log_max_size: _Optional[int] = ..., log_max_files: _Optional[int] = ...) -> None: ...
 
 class CreateTaskResponse(_message.Message):
     __slots__ = ("container_id", "pid")
