@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from dockyard.shim import caps
+from fakes.syscalls import FakeSyscalls
 
 from dockyard import errdefs
 
@@ -12,17 +13,12 @@ DOCKER_DEFAULT = ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "
                   "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE"]
 
 
-class FakeSys:
-    def __init__(self) -> None:
-        self.calls: list[tuple] = []
+class FakeSys(FakeSyscalls):
+    """The shared recording fake; calls shortened to (name, option/first, second, third)."""
 
-    def prctl(self, option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0,
-              arg5: int = 0) -> int:
-        self.calls.append(("prctl", option, arg2, arg3))
-        return 0
-
-    def capset(self, effective: int, permitted: int, inheritable: int) -> None:
-        self.calls.append(("capset", effective, permitted, inheritable))
+    @property
+    def short(self) -> list[tuple]:
+        return [c[:4] for c in self.calls if c[0] in ("prctl", "capset")]
 
 
 @pytest.fixture(autouse=True)
@@ -59,8 +55,8 @@ def test_validate_names_the_set():
 def test_bounding_drops_everything_not_listed():
     sys = FakeSys()
     caps.apply_bounding(["CAP_CHOWN", "CAP_KILL"], sys)
-    dropped = [c[2] for c in sys.calls]
-    assert all(c[1] == 24 for c in sys.calls)  # PR_CAPBSET_DROP
+    dropped = [c[2] for c in sys.short]
+    assert all(c[1] == 24 for c in sys.short)  # PR_CAPBSET_DROP
     assert dropped == [i for i in range(41) if i not in (0, 5)]
 
 
@@ -68,7 +64,7 @@ def test_sets_then_ambient_only_when_permitted_and_inheritable():
     sys = FakeSys()
     caps.apply_sets({"effective": ["CAP_KILL"], "permitted": ["CAP_KILL", "CAP_CHOWN"],
                      "inheritable": ["CAP_CHOWN"], "ambient": ["CAP_CHOWN", "CAP_KILL"]}, sys)
-    assert sys.calls == [("capset", 1 << 5, 1 << 5 | 1, 1),
+    assert sys.short == [("capset", 1 << 5, 1 << 5 | 1, 1),
                          ("prctl", 47, 4, 0),        # PR_CAP_AMBIENT_CLEAR_ALL
                          ("prctl", 47, 2, 0)]        # raise CAP_CHOWN; CAP_KILL not inheritable
 
@@ -82,7 +78,7 @@ def test_caps_unknown_to_the_kernel_are_left_out(monkeypatch):
     monkeypatch.setattr(caps, "_last_cap", 37)
     sys = FakeSys()
     caps.apply_sets({"effective": ["CAP_BPF"], "permitted": ["CAP_BPF", "CAP_KILL"]}, sys)
-    assert sys.calls[0] == ("capset", 0, 1 << 5, 0)
+    assert sys.short[0] == ("capset", 0, 1 << 5, 0)
 
 
 def test_full_sequence_keeps_caps_across_the_user_switch():
@@ -90,21 +86,21 @@ def test_full_sequence_keeps_caps_across_the_user_switch():
     switched = []
     caps.apply_capabilities({"bounding": DOCKER_DEFAULT, "effective": DOCKER_DEFAULT,
                              "permitted": DOCKER_DEFAULT},
-                            change_user=lambda: switched.append(len(sys.calls)), sys=sys)
-    kinds = [c[:2] for c in sys.calls]
+                            change_user=lambda: switched.append(len(sys.short)), sys=sys)
+    kinds = [c[:2] for c in sys.short]
     n_drop = 41 - len(DOCKER_DEFAULT)
     assert kinds[:n_drop] == [("prctl", 24)] * n_drop
-    assert sys.calls[n_drop] == ("prctl", 8, 1, 0)       # PR_SET_KEEPCAPS 1
+    assert sys.short[n_drop] == ("prctl", 8, 1, 0)       # PR_SET_KEEPCAPS 1
     assert switched == [n_drop + 1]                      # user switched in between
-    assert sys.calls[n_drop + 1] == ("prctl", 8, 0, 0)   # PR_SET_KEEPCAPS 0
-    assert sys.calls[n_drop + 2] == ("capset", 0xA80425FB, 0xA80425FB, 0)
+    assert sys.short[n_drop + 1] == ("prctl", 8, 0, 0)   # PR_SET_KEEPCAPS 0
+    assert sys.short[n_drop + 2] == ("capset", 0xA80425FB, 0xA80425FB, 0)
 
 
 def test_no_capabilities_drops_everything():
     sys = FakeSys()
     caps.apply_capabilities(None, sys=sys)
-    assert len([c for c in sys.calls if c[1] == 24]) == 41
-    assert ("capset", 0, 0, 0) in sys.calls
+    assert len([c for c in sys.short if c[1] == 24]) == 41
+    assert ("capset", 0, 0, 0) in sys.short
 
 
 def test_last_cap_is_probed_when_proc_is_not_mounted(monkeypatch):
@@ -129,4 +125,4 @@ def test_last_cap_is_probed_when_proc_is_not_mounted(monkeypatch):
     sys = ProbeSys()
     caps.apply_bounding(["CAP_CHOWN"], sys)
     assert caps.last_cap() == 37
-    assert max(c[2] for c in sys.calls if c[1] == 24) == 37  # no drop past the last cap
+    assert max(c[2] for c in sys.short if c[1] == 24) == 37  # no drop past the last cap

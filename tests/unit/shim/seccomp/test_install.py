@@ -3,28 +3,24 @@
 from __future__ import annotations
 
 import errno
+import os
 
 import pytest
 from dockyard.shim import seccomp
+from fakes.syscalls import FakeSyscalls
 
 from dockyard import errdefs
 
 PROGRAM = b"\x06\x00\x00\x00\x00\x00\xff\x7f"  # RET ALLOW
 
 
-class FakeSys:
-    def __init__(self, fail: int | None = None, ret: int = 0) -> None:
-        self.calls: list[tuple] = []
-        self.fail, self.ret = fail, ret
-
-    def seccomp(self, op: int, flags: int, program: bytes) -> int:
-        self.calls.append(("seccomp", op, flags, program))
-        if self.fail:
-            raise OSError(self.fail, "boom")
-        return self.ret
-
-    def seccomp_prctl(self, program: bytes) -> None:
-        self.calls.append(("prctl", program))
+def FakeSys(fail: int | None = None, ret: int = 0) -> FakeSyscalls:  # noqa: N802
+    """The shared recording fake, failing seccomp(2) with `fail` or returning `ret`."""
+    sys = FakeSyscalls(fail={"seccomp": OSError(fail, os.strerror(fail))} if fail else None)
+    if ret:
+        sys.seccomp = lambda op, flags, program: (sys._record("seccomp", op, flags, program),
+                                                  ret)[1]
+    return sys
 
 
 def test_flags_are_passed_to_seccomp():
@@ -36,7 +32,7 @@ def test_flags_are_passed_to_seccomp():
 def test_old_kernels_fall_back_to_prctl_without_flags():
     sys = FakeSys(fail=errno.ENOSYS)
     seccomp.install_filter(PROGRAM, None, sys)
-    assert sys.calls[-1] == ("prctl", PROGRAM)
+    assert sys.calls[-1] == ("seccomp_prctl", PROGRAM)
     with pytest.raises(OSError, match="SECCOMP_SET_MODE_FILTER"):
         seccomp.install_filter(PROGRAM, ["SECCOMP_FILTER_FLAG_LOG"], FakeSys(fail=errno.ENOSYS))
 
