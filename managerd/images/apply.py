@@ -153,6 +153,22 @@ class HashingReader:
         self.size += len(data)
         return data
 
+    def tell(self) -> int:
+        return self.size
+
+    def seek(self, pos: int, whence: int = 0) -> int:
+        """Forward only (skipping reads and hashes the bytes): enough for tarfile's reader."""
+        if whence == 1:
+            pos += self.size
+        elif whence != 0:
+            raise OSError("layer stream: can only seek from the start or the current position")
+        if pos < self.size:
+            raise OSError(f"layer stream: cannot seek back from {self.size} to {pos}")
+        while self.size < pos:
+            if not self.read(min(COPY_CHUNK, pos - self.size)):
+                break
+        return self.size
+
     def drain(self) -> None:
         """Read to the end (the tar's trailing zero blocks count in the diff_id)."""
         while self.read(COPY_CHUNK):
@@ -259,24 +275,26 @@ class _Applier:
             break
 
     def forget(self, rel: str) -> None:
-        """Drop cached dir resolutions at or under rel (it is being replaced)."""
+        """Drop cached dir resolutions at or under rel (a dir or symlink being replaced)."""
         if not self.dirs:
             return
         prefix = rel + "/"
         for k in [k for k in self.dirs if k == rel or k.startswith(prefix)]:
             del self.dirs[k]
 
-    def remove(self, path: str, keep_dir: bool = False) -> None:
+    def remove(self, path: str, rel: str) -> None:
+        """Remove whatever is at path (never following it); forget it if it was a dir
+        or symlink (cached resolutions may run through it)."""
         try:
             st = os.lstat(path)
         except FileNotFoundError:
             return
         if stat.S_ISDIR(st.st_mode):
-            if keep_dir:
-                return
             shutil.rmtree(path)
         else:
             os.unlink(path)
+        if stat.S_ISDIR(st.st_mode) or stat.S_ISLNK(st.st_mode):
+            self.forget(rel)
 
     # entries
 
@@ -309,22 +327,24 @@ class _Applier:
                 st = os.lstat(path)
                 if not stat.S_ISDIR(st.st_mode):
                     os.unlink(path)
+                    self.forget(rel)
                     raise FileNotFoundError
             except FileNotFoundError:
                 os.mkdir(path, 0o700)
-            self.forget(rel)
             self.attrs(path, ti, is_dir=True)
             self.dirs[rel] = path
             self.written.add(rel)
             return
-        self.remove(path)
-        self.forget(rel)
+        self.remove(path, rel)
         if ti.isreg():
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                          0o600)
             try:
                 if ti.size:
-                    src = tf.extractfile(ti)
+                    # the data follows the header in the stream: read it directly
+                    # (tarfile.extractfile costs a buffered wrapper per file)
+                    src = tf.fileobj
+                    src.seek(ti.offset_data)
                     left = ti.size
                     while left:
                         chunk = src.read(min(left, COPY_CHUNK))
@@ -436,8 +456,7 @@ class _Applier:
                 for child in os.listdir(parent):
                     crel = f"{prel}/{child}" if prel else child
                     if crel not in self.written:
-                        self.remove(os.path.join(parent, child))
-                        self.forget(crel)
+                        self.remove(os.path.join(parent, child), crel)
             return
         victim = base[len(WHITEOUT_PREFIX):]
         if not victim or victim in (".", "..") or victim.startswith(WHITEOUT_PREFIX):
@@ -446,12 +465,9 @@ class _Applier:
         if vrel in self.written:
             return  # whiteouts hide lower layers only (image-spec layer.md)
         vpath = os.path.join(parent, victim)
-        self.forget(vrel)
+        self.remove(vpath, vrel)
         if self.overlay:
-            self.remove(vpath)
             os.mknod(vpath, stat.S_IFCHR | 0o000, os.makedev(0, 0))
-        else:
-            self.remove(vpath)
 
 
 def apply_layer(src: _Readable, root: str | os.PathLike, *, compression: str = "none",
@@ -476,7 +492,9 @@ def apply_layer(src: _Readable, root: str | os.PathLike, *, compression: str = "
     reader = HashingReader(decompressed(src, compression))
     applier = _Applier(os.fspath(root), overlay, list(parents), layer)
     try:
-        with tarfile.open(fileobj=reader, mode="r|", bufsize=COPY_CHUNK) as tf:
+        # "r:" on a forward-only stream: tarfile reads headers straight from it
+        # (its "r|" stream wrapper re-copies its buffer on every header read)
+        with tarfile.open(fileobj=reader, mode="r:") as tf:
             tf.errorlevel = 2
             applier.apply(tf)
         reader.drain()

@@ -303,11 +303,18 @@ def test_pull_killed_halfway_then_completed(tmp_path, registry):
         child = subprocess.Popen([sys.executable, "-c", code])
         ingest = tmp_path / "root/content/ingest"
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            sizes = [os.path.getsize(os.path.join(d, "data")) for d, _, f in os.walk(ingest)
-                     if "data" in f]
-            if any(s > 500_000 for s in sizes):
-                break
+        big_digest = img.layers[1].digest
+
+        def big_ingest_size() -> int:
+            for d, _, _files in os.walk(ingest):
+                try:
+                    meta = json.loads(open(os.path.join(d, "meta.json")).read())
+                    if meta.get("expected") == big_digest:
+                        return os.path.getsize(os.path.join(d, "data"))
+                except (OSError, ValueError):
+                    continue
+            return 0
+        while time.monotonic() < deadline and big_ingest_size() < 500_000:
             time.sleep(0.05)
         child.kill()
         child.wait()
