@@ -817,9 +817,13 @@ class TaskManager:
         found = []
         for ns in sorted(os.listdir(root)) if os.path.isdir(root) else []:
             for cid in sorted(os.listdir(os.path.join(root, ns))):
-                if cid.startswith("."):
-                    continue
-                found.append((ns, cid))
+                if cid.startswith(".del-"):  # a delete cut short by a crash: finish it
+                    try:
+                        _bundle.remove(os.path.join(root, ns, cid))
+                    except OSError:
+                        log.exception("cannot remove dir=%s", cid)
+                elif not cid.startswith("."):
+                    found.append((ns, cid))
         if not found:
             return 0
         with ThreadPoolExecutor(max_workers=min(8, len(found))) as pool:
