@@ -278,21 +278,8 @@ def _create_options(opts: dict):  # noqa: ANN202
 
 def cmd_create(root: str, opts: dict, pos: list[str], log: Logger) -> int:
     from dockyard.shim.container import Container
-    c = Container.create(root, pos[0], _create_options(opts))
-    _hooks_after_create(c)
+    Container.create(root, pos[0], _create_options(opts))
     return 0
-
-
-def _hooks_after_create(c) -> None:  # noqa: ANN001
-    hooks = c.config.get("hooks") or {}
-    if hooks.get("prestart") or hooks.get("createRuntime"):
-        try:
-            c.run_hooks("prestart")
-            c.run_hooks("createRuntime")
-        except Exception:
-            c.destroy_processes(c.status())
-            c.remove()
-            raise
 
 
 def cmd_start(root: str, opts: dict, pos: list[str], log: Logger) -> int:
@@ -316,7 +303,6 @@ def cmd_run(root: str, opts: dict, pos: list[str], log: Logger) -> int:
     from dockyard.shim.container import Container, wait_forwarding
     c = Container.create(root, pos[0], _create_options(opts),
                          keep_channel=not opts.get("detach"))
-    _hooks_after_create(c)
     try:
         c.start()
         _poststart(c)
@@ -451,8 +437,12 @@ def cmd_exec(root: str, opts: dict, pos: list[str], log: Logger) -> int:
     from dockyard.shim.container import load
     c = load(root, pos[0])
     process = _exec_process(c, opts, pos[1:])
+    try:
+        preserve = int(opts.get("preserve_fds") or 0)
+    except ValueError:
+        raise InvalidArgument(f"invalid --preserve-fds {opts['preserve_fds']!r}") from None
     return c.exec(process, opts.get("detach", False), opts.get("pid_file"),
-                  opts.get("console_socket"))
+                  opts.get("console_socket"), preserve)
 
 
 def cmd_ps(root: str, opts: dict, pos: list[str], log: Logger) -> int:

@@ -316,9 +316,9 @@ class Container:
             console = connect(opts.console_socket)
             undo.append(console.close)
         namespaces = linux.get("namespaces") or []
-        seccomp = preload(config["process"], linux.get("seccomp"))
+        seccomp = preload(config["process"], linux.get("seccomp"), config.get("hooks"))
         ctx = InitContext(config, bundle, rootfs, fifo_fd, opts.no_pivot, console,
-                          dict(mgr.paths), seccomp)
+                          dict(mgr.paths), seccomp, self.id, opts.preserve_fds)
         parent, child = Channel.pair()
         undo.append(parent.close)
         restore = _enter_pid_namespace(sc, namespaces)
@@ -342,6 +342,17 @@ class Container:
         mgr.add(pid)
         parent.send(Msg.PROCEED)
         msg = parent.recv()
+        if msg is not None and msg.get("type") == Msg.HOOKS:
+            # the init's namespaces and mounts exist, pivot_root has not happened:
+            # runc's procHooks point for prestart and createRuntime
+            hooks = config.get("hooks") or {}
+            state = State(self.id, pid, CREATING, bundle, rootfs, "",
+                          config.get("annotations")).hook_dict()
+            from dockyard.shim.hooks import run_hooks
+            run_hooks("prestart", hooks.get("prestart") or [], state)
+            run_hooks("createRuntime", hooks.get("createRuntime") or [], state)
+            parent.send(Msg.PROCEED)
+            msg = parent.recv()
         if msg is None or msg.get("type") != Msg.READY:
             raise ShimError(_child_failure(pid, msg))
         # device rules and limits go on once the init has made its device nodes
@@ -475,18 +486,19 @@ class Container:
 
     # --- hooks -------------------------------------------------------------
     def run_hooks(self, kind: str, warn_only: bool = False) -> None:
+        """poststart (status `created`, as runc 1.1 reports it) and poststop."""
         hooks = (self.config.get("hooks") or {}).get(kind) or []
         if not hooks:
             return
         from dockyard.shim.hooks import run_hooks
-        status = STOPPED if kind == "poststop" else self.status()
+        status = STOPPED if kind == "poststop" else CREATED
         state = State(self.id, self.pid, status, self.data.get("bundle", ""), "",
                       "", self.data.get("annotations")).hook_dict()
         run_hooks(kind, hooks, state, warn_only=warn_only)
 
     # --- exec ------------------------------------------------------------
     def exec(self, process: dict, detach: bool, pid_file: str | None,
-             console_socket: str | None) -> int:
+             console_socket: str | None, preserve_fds: int = 0) -> int:
         """Run `process` in every namespace and the cgroup of the container.
 
         Returns the exit status when attached, 0 when detached.
@@ -521,7 +533,7 @@ class Container:
             from dockyard.shim.console import connect
             console = connect(console_socket)
         pid_fd = ns_fds.pop("pid", None)
-        ctx = ExecContext(ns_fds, process, seccomp, console)
+        ctx = ExecContext(ns_fds, process, seccomp, console, preserve_fds)
         parent, child = Channel.pair()
         restore = None
         if pid_fd is not None:

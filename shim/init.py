@@ -48,13 +48,16 @@ class InitContext:
     """What the init child needs, prepared by the parent before fork."""
 
     __slots__ = ("config", "bundle", "rootfs", "fifo_fd", "no_pivot", "console",
-                 "cgroup_paths", "seccomp")
+                 "cgroup_paths", "seccomp", "container_id", "preserve_fds")
 
     def __init__(self, config: dict, bundle: str, rootfs_path: str, fifo_fd: int,
                  no_pivot: bool = False, console: _socket.socket | None = None,
                  cgroup_paths: dict[str, str] | None = None,
-                 seccomp: proc.Filter | None = None) -> None:
+                 seccomp: proc.Filter | None = None, container_id: str = "",
+                 preserve_fds: int = 0) -> None:
+        self.preserve_fds = preserve_fds
         self.seccomp = seccomp
+        self.container_id = container_id
         self.config = config
         self.bundle = bundle
         self.rootfs = rootfs_path
@@ -67,10 +70,11 @@ class InitContext:
 class ExecContext:
     """What an exec child needs: open namespace fds (type -> fd) and the process."""
 
-    __slots__ = ("ns_fds", "process", "seccomp", "console")
+    __slots__ = ("ns_fds", "process", "seccomp", "console", "preserve_fds")
 
     def __init__(self, ns_fds: dict[str, int], process: dict, seccomp: proc.Filter | None,
-                 console: _socket.socket | None = None) -> None:
+                 console: _socket.socket | None = None, preserve_fds: int = 0) -> None:
+        self.preserve_fds = preserve_fds
         self.ns_fds = ns_fds
         self.process = process
         self.seccomp = seccomp
@@ -161,6 +165,13 @@ def _init(sc: Syscalls, chan: Channel, ctx: InitContext) -> None:
             sc.sethostname(config["hostname"])
         if config.get("domainname"):
             sc.setdomainname(config["domainname"])
+    hooks = config.get("hooks") or {}
+    if hooks.get("prestart") or hooks.get("createRuntime") or hooks.get("createContainer"):
+        chan.send(Msg.HOOKS)
+        msg = chan.recv()
+        if msg is None or msg.get("type") != Msg.PROCEED:
+            os._exit(1)
+        _container_hooks("createContainer", hooks, ctx)
     # runc creates the cwd before pivot_root: root.readonly comes later
     cwd = rootfs.secure_join(ctx.rootfs, process.get("cwd") or "/")
     os.makedirs(cwd, 0o755, exist_ok=True)
@@ -189,7 +200,22 @@ def _init(sc: Syscalls, chan: Channel, ctx: InitContext) -> None:
     os.write(fd, b"0")
     os.close(fd)
     os.close(ctx.fifo_fd)
-    proc.finish(sc, prepared)
+    _container_hooks("startContainer", config.get("hooks") or {}, ctx)
+    proc.finish(sc, prepared, ctx.preserve_fds)
+
+
+def _container_hooks(kind: str, hooks: dict, ctx: InitContext) -> None:
+    """createContainer/startContainer run from the init, in the container's
+    namespaces; state pid is the container's view of the init (1)."""
+    if not hooks.get(kind):
+        return
+    from dockyard.shim.hooks import run_hooks  # preloaded before fork
+
+    from dockyard.oci.state import CREATED, CREATING, State
+    status = CREATING if kind == "createContainer" else CREATED
+    state = State(ctx.container_id, 1, status, ctx.bundle, "", "",
+                  ctx.config.get("annotations")).hook_dict()
+    run_hooks(kind, hooks[kind], state)
 
 
 def proc_terminal(sock: _socket.socket, size: dict | None) -> str:
@@ -221,4 +247,4 @@ def _exec(sc: Syscalls, ctx: ExecContext) -> None:
         proc_terminal(ctx.console, process.get("consoleSize"))
     prepared = proc.prepare(sc, process, ctx.seccomp)
     sc.prctl(consts.PR_SET_PDEATHSIG, 0)
-    proc.finish(sc, prepared)
+    proc.finish(sc, prepared, ctx.preserve_fds)

@@ -112,13 +112,18 @@ def _home(uid: int) -> str:
     return "/"
 
 
-def preload(process: dict, seccomp: dict | None) -> Filter | None:
+def preload(process: dict, seccomp: dict | None, hooks: dict | None = None) -> Filter | None:
     """Before fork, in the parent: import every module the child will need
     (after pivot_root or setns(CLONE_NEWNS) the shim's own files are out of
     reach) and compile the seccomp profile, so a bad profile fails `create`
     with nothing built yet."""
     if process.get("terminal"):
         import dockyard.shim.console  # noqa: F401
+    if hooks and (hooks.get("createContainer") or hooks.get("startContainer")):
+        import subprocess  # noqa: F401
+
+        import dockyard.shim.hooks  # noqa: F401
+
     if not seccomp:
         return None
     from dockyard.shim.seccomp import compile_filter, install_filter  # noqa: F401
@@ -201,8 +206,24 @@ def _install(sc: Syscalls, seccomp: Filter) -> None:
     install_filter(seccomp.program, seccomp.flags, sys=sc)
 
 
-def finish(sc: Syscalls, prepared: Prepared) -> None:
+def close_extra_fds(keep: int) -> None:
+    """Mark every fd >= keep close-on-exec: the program gets stdio plus the
+    caller's `--preserve-fds`, nothing the shim's caller leaked to us."""
+    try:
+        fds = [int(name) for name in os.listdir("/proc/self/fd")]
+    except OSError:
+        fds = list(range(keep, 1024))
+    for fd in fds:
+        if fd >= keep:
+            try:
+                os.set_inheritable(fd, False)
+            except OSError:
+                pass
+
+
+def finish(sc: Syscalls, prepared: Prepared, preserve_fds: int = 0) -> None:
     """Install seccomp (when still pending) and execve; returns only by raising."""
+    close_extra_fds(3 + preserve_fds)
     if prepared.seccomp is not None:
         _install(sc, prepared.seccomp)
     try:

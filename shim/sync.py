@@ -9,6 +9,7 @@ youki `message.rs`).
 | step | sender | message | what happens next | on error |
 | --- | --- | --- | --- | --- |
 | 1 | parent | `{"type": "proceed"}` | sent once the child's host pid is in the container's cgroup; the child then unshares/joins namespaces (cgroup ns last) | child: reads EOF (parent died) and exits 1 |
+| 1a | child (init) | `{"type": "hooks"}` | only when config.json has prestart/createRuntime/createContainer hooks: sent once namespaces and mounts exist, before pivot_root; the parent runs prestart and createRuntime (state `creating`, host pid) and answers `proceed`; the child then runs createContainer itself (in the container's namespaces) and pivots | a failing hook: parent kills the child and undoes everything |
 | 2 | child (init) | `{"type": "ready"}` | rootfs, devices, hostname, sysctls, masked/readonly paths, user, caps done; the parent applies `linux.resources`, writes state.json and the pid file, and exits (`create`) or opens the exec fifo (`run`) | — |
 | 3 | child (init) | — | blocks opening the exec fifo for writing until `start` opens it for reading, writes `0`, installs seccomp, execve()s | — |
 | 4 | child | EOF | execve succeeded (close-on-exec closed the socket) | — |
@@ -34,6 +35,7 @@ class Msg:
     """The message types of the exchange above."""
 
     PROCEED = "proceed"
+    HOOKS = "hooks"
     READY = "ready"
     ERROR = "error"
 

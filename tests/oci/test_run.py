@@ -150,3 +150,30 @@ def test_run_detach_and_wait_by_state(shim):
     state = shim.state(cid)
     shim.pids.add(state["pid"])
     assert state["status"] == "running"
+
+
+def test_only_stdio_and_preserved_fds_reach_the_container(shim, tmp_path):
+    import os
+    import subprocess
+    extra = tmp_path / "extra"
+    extra.write_text("preserved\n")
+    leaked = tmp_path / "leaked"
+    leaked.write_text("x")
+    cid = shim.container()
+    bundle = shim.bundle(busybox.base_config(["sh", "-c", "ls /proc/self/fd; cat <&3"]))
+    with open(extra) as keep, open(leaked) as leak:
+        os.dup2(keep.fileno(), 100)
+        try:
+            res = subprocess.run(
+                [shim.binary, "--root", shim.root, "run", "--preserve-fds", "1",
+                 "--bundle", str(bundle), cid],
+                capture_output=True, text=True, timeout=30,
+                pass_fds=(3, leak.fileno()),  # fd 3 is made by preexec_fn from 100
+                preexec_fn=lambda: os.dup2(100, 3))
+        finally:
+            os.close(100)
+    assert res.returncode == 0, res.stderr
+    fds = res.stdout.split()[:-1]
+    # stdio, the preserved fd 3 and the fd `ls` opens for the directory; not the leak
+    assert sorted(fds, key=int) == ["0", "1", "2", "3", "4"]
+    assert res.stdout.split()[-1] == "preserved"

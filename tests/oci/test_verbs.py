@@ -58,18 +58,29 @@ def test_hooks(shim, tmp_path):
     script.write_text(f"#!/bin/sh\necho \"$1 $(cat)\" >> {log}\n")
     script.chmod(0o755)
     cfg = busybox.base_config(["sleep", "60"])
-    cfg["hooks"] = {kind: [{"path": str(script), "args": ["hook.sh", kind]}]
-                    for kind in ("prestart", "createRuntime", "poststart", "poststop")}
+    kinds = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart",
+             "poststop")
+    cfg["hooks"] = {kind: [{"path": str(script), "args": ["hook.sh", kind]}] for kind in kinds}
+    # startContainer resolves its path inside the container: give it the script there
+    cfg["hooks"]["startContainer"] = [{"path": "/bin/sh", "args": [
+        "sh", "-c", "echo \"startContainer $(cat)\" > /dev/shm/hook; "
+        "grep -q . /dev/shm/hook"]}]
+    cfg["hooks"]["poststart"] = [{"path": "/bin/sh", "args": [
+        "sh", "-c", f"sleep 0.2; cat /proc/$(cat | sed 's/.*pid.:\\([0-9]*\\).*/\\1/')"
+        f"/root/dev/shm/hook >> {log}; echo poststart >> {log}"]}]
     cid, pid = shim.create(cfg)
     shim("start", cid, check=True)
     shim("delete", "--force", cid, check=True)
     shim.reap(pid)
     entries = [line.split(" ", 1) for line in log.read_text().splitlines()]
-    assert [kind for kind, _ in entries] == ["prestart", "createRuntime", "poststart",
-                                             "poststop"]
-    states = [json.loads(state) for _, state in entries]
-    assert states[0]["id"] == cid and states[0]["pid"] == pid
-    assert states[-1]["status"] == "stopped"
+    assert [e[0] for e in entries] == ["prestart", "createRuntime", "createContainer",
+                                       "startContainer", "poststart", "poststop"]
+    states = {e[0]: json.loads(e[1]) for e in entries if len(e) > 1}
+    assert states["prestart"]["id"] == cid and states["prestart"]["pid"] == pid
+    assert states["prestart"]["status"] == "creating"
+    assert states["createContainer"]["pid"] == 1  # the container's view
+    assert states["startContainer"]["status"] == "created"
+    assert states["poststop"]["status"] == "stopped"
 
 
 def test_failing_hook_fails_create_and_cleans_up(shim, tmp_path):
