@@ -38,6 +38,7 @@ __all__ = [
     "attach_program",
     "compile_program",
     "parse_rules",
+    "v1_list",
     "v1_writes",
     "with_defaults",
 ]
@@ -181,6 +182,36 @@ def v1_writes(rules: list[DeviceRule]) -> list[tuple[str, str]]:
         else:
             writes.append((name, _v1_line(rule, rule.type)))
     return writes
+
+
+def v1_list(rules: list[DeviceRule]) -> list[str] | None:
+    """What devices.list shows after `v1_writes(rules)`, emulating the kernel
+    (security/device_cgroup.c): exceptions keyed by type/major/minor, merged
+    and trimmed bit by bit, in insertion order. None when the result is
+    allow-by-default with exceptions, which devices.list does not show.
+
+    Lets `set` skip rewriting an unchanged list: the rewrite starts with
+    `deny a`, which a running container would feel for a moment.
+    """
+    allow_default = False
+    exceptions: dict[tuple[str, str], set[str]] = {}
+    for name, line in v1_writes(rules):
+        allow = name == "devices.allow"
+        if line == "a":
+            allow_default, exceptions = allow, {}
+            continue
+        dtype, numbers, access = line.split()
+        key = (dtype, numbers)
+        if allow != allow_default:  # an exception to the default
+            exceptions.setdefault(key, set()).update(access)
+        elif key in exceptions:  # back to the default: only an identical key is trimmed
+            exceptions[key].difference_update(access)
+            if not exceptions[key]:
+                del exceptions[key]
+    if allow_default:
+        return None if exceptions else ["a *:* rwm"]
+    return [f"{t} {n} {''.join(c for c in 'rwm' if c in acc)}"
+            for (t, n), acc in exceptions.items()]
 
 
 # --- eBPF bytecode (struct bpf_insn: u8 code, u8 dst:4|src:4, s16 off, s32 imm)

@@ -181,7 +181,12 @@ class V1Manager(Manager):
             write_file(os.path.join(directory, name), value)
         if resources.get("devices") is not None:
             directory = self._need("devices")
-            for name, line in devices.v1_writes(devices.parse_rules(resources["devices"])):
+            rules = devices.parse_rules(resources["devices"])
+            expected = devices.v1_list(rules)
+            if expected is not None and expected == _lines(os.path.join(directory,
+                                                                        "devices.list")):
+                return  # unchanged (an update): no transient `deny a`
+            for name, line in devices.v1_writes(rules):
                 write_file(os.path.join(directory, name), line)
 
     def _set_memory(self, mem: dict[str, Any]) -> None:
@@ -506,6 +511,13 @@ def cpuset_stats(path: str | None, suffix: str) -> dict[str, Any]:
     for flag in _CPUSET_FLAGS:
         out[flag] = read_int(os.path.join(path, f"cpuset.{flag}")) if path else 0
     return out
+
+
+def _lines(path: str) -> list[str]:
+    try:
+        return [line.strip() for line in read_file(path).splitlines() if line.strip()]
+    except FileNotFoundError:
+        return []
 
 
 def _ints(path: str) -> list[int]:

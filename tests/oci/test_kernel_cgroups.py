@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 from dockyard.shim import cgroups
-from dockyard.shim.cgroups import _bpf
+from dockyard.shim.cgroups import _bpf, devices
 
 pytestmark = [pytest.mark.privileged, pytest.mark.timeout(60)]
 
@@ -196,6 +196,28 @@ def test_v1_devices_deny_host_devices(make_cgroup, children, tmp_path):
                    f"{zero}:{os.O_RDONLY}": errno.EPERM,
                    f"/dev/urandom:{os.O_RDONLY}": 0, f"/dev/urandom:{os.O_WRONLY}": errno.EPERM,
                    f"mknod:{tmp_path / 'mem'}": errno.EPERM, f"mknod:{tmp_path / 'null2'}": 0}
+
+
+@pytest.mark.parametrize("rules", [
+    devices.with_defaults(None),
+    [{"allow": False, "access": "rwm"},
+     {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "r"},
+     {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "w"},
+     {"allow": True, "type": "b", "major": 8, "minor": None, "access": "rwm"},
+     {"allow": False, "type": "b", "major": 8, "minor": None, "access": "w"},
+     {"allow": True, "type": "a", "major": 7, "minor": 1, "access": "m"}],
+    [{"allow": True, "access": "rwm"}],
+])
+def test_v1_devices_list_matches_the_emulation(make_cgroup, monkeypatch, rules):
+    mgr = make_cgroup()
+    mgr.set({"devices": rules})
+    with open(os.path.join(mgr.path("devices"), "devices.list")) as f:
+        assert f.read().split("\n")[:-1] == devices.v1_list(devices.parse_rules(rules))
+    from dockyard.shim.cgroups import v1
+    written = []
+    monkeypatch.setattr(v1, "write_file", lambda path, value: written.append(path))
+    mgr.set({"devices": rules})
+    assert written == []  # the same rules again: left alone
 
 
 def test_v1_oom_killer_and_oom_count(make_cgroup, children):

@@ -161,3 +161,19 @@ def test_rules_compare_by_value():
     a = devices.parse_rules([DENY_ALL])[0]
     assert a == devices.DeviceRule(False, "a", -1, -1, "rwm") and a.resets
     assert "allow=False" in repr(a) and len({a, devices.DeviceRule(False, "a", -1, -1, "rwm")}) == 1
+
+
+def test_v1_list_emulates_the_kernels_exception_list():
+    rules = devices.parse_rules([
+        DENY_ALL, {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "r"},
+        {"allow": True, "type": "c", "major": 1, "minor": 5, "access": "rwm"},
+        {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "w"},   # merges
+        {"allow": False, "type": "c", "major": 1, "minor": 5, "access": "m"},  # trims
+        {"allow": False, "type": "c", "major": 1, "minor": None, "access": "rwm"}])  # no match
+    assert devices.v1_list(rules) == ["c 1:3 rw", "c 1:5 rw"]
+    assert devices.v1_list(devices.parse_rules([{"allow": True, "access": "rwm"}])) == ["a *:* rwm"]
+    # allow-by-default with exceptions: devices.list would hide them
+    assert devices.v1_list(devices.parse_rules([
+        {"allow": True, "access": "rwm"},
+        {"allow": False, "type": "b", "major": 8, "minor": 0, "access": "w"}])) is None
+    assert devices.v1_list([]) == []

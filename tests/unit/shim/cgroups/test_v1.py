@@ -243,3 +243,14 @@ def test_plan_is_pure_and_validates():
         plan({"hugepageLimits": [{"pageSize": "../x", "limit": 1}]})
     with pytest.raises(errdefs.InvalidArgument, match="throttleReadBpsDevice\\[0\\]"):
         plan({"blockIO": {"throttleReadBpsDevice": [{"major": 8, "rate": 1}]}})
+
+
+def test_unchanged_device_rules_are_not_rewritten(v1_mgr, kernel, writes):
+    from dockyard.shim.cgroups import devices
+    rules = devices.with_defaults(None)
+    expected = devices.v1_list(devices.parse_rules(rules))
+    kernel.write_tree(v1_mgr.path("devices"), {"devices.list": "\n".join(expected) + "\n"})
+    v1_mgr.set({"devices": rules})
+    assert writes == []  # no transient `deny a` for a running container
+    v1_mgr.set({"devices": rules[:-1]})
+    assert writes[0] == (os.path.join(v1_mgr.path("devices"), "devices.deny"), "a")
