@@ -110,8 +110,9 @@ class PushRenderer:
             out.append({"status": f"The push refers to repository [{repo}]"})
         if p.HasField("pushed"):
             r = p.pushed
-            out.append({"status": f"{r.tag}: digest: {r.digest} size: {r.size}",
-                        "progressDetail": {}, "aux": {"Tag": r.tag, "Digest": r.digest,
+            # the CLI prints `status` lines and hands `aux` ones to a callback: two messages
+            out.append({"status": f"{r.tag}: digest: {r.digest} size: {r.size}"})
+            out.append({"progressDetail": {}, "aux": {"Tag": r.tag, "Digest": r.digest,
                                                       "Size": r.size}})
             return out
         status = (p.status or "").lower()

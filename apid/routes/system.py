@@ -139,11 +139,14 @@ class AuthConfig(BaseModel):
 
 
 @router.post("/auth")
-async def auth(body: AuthConfig, *, daemon: DaemonDep) -> dict:
-    images = getattr(daemon, "images", None)
-    if images is not None and hasattr(images, "login"):
-        await images.login(body.model_dump())
-    return {"Status": "Login Succeeded", "IdentityToken": ""}
+async def auth(body: AuthConfig) -> Response:
+    from dockyard.apid.registry_auth import Unauthorized, login
+
+    try:
+        token = await login(body.model_dump())
+    except Unauthorized as err:
+        return JSONResponse({"message": str(err)}, status_code=401)
+    return JSONResponse({"Status": "Login Succeeded", "IdentityToken": token})
 
 
 @router.get("/system/df")
