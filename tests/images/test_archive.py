@@ -192,3 +192,32 @@ def test_commit_and_export(svc, pulled, tmp_path):
     assert svc.history(NS, "committed:1")[0]["Comment"] == "c1"
     with pytest.raises(NotFound, match="No such container"):
         commit.commit_container(svc, NS, "nope")
+
+
+def test_commit_native_snapshotter(native_svc, registry):
+    svc = native_svc
+    img = im.busybox_image([im.tar_layer([im.file("etc/id", "x"), im.dir("gone"),
+                                          im.file("gone/f", "f")])])
+    name = repo()
+    im.push(registry, name, "v1", img)
+    ref = f"{registry.host}/{name}:v1"
+    pullmod.pull(svc, NS, ref)
+    cid, key = make_container(svc, ref)
+    root = svc.snapshots.path(NS, "native", key)  # a full copy: change it in place
+    with open(os.path.join(root, "added"), "w") as f:
+        f.write("added")
+    os.unlink(os.path.join(root, "etc/id"))
+    os.unlink(os.path.join(root, "gone/f"))
+    os.rmdir(os.path.join(root, "gone"))
+    commit.commit_container(svc, NS, cid, reference="native:1")
+    info = svc.inspect(NS, "native:1")
+    layer = chain_ids(info["RootFS"]["Layers"])[-1]
+    top = svc.snapshots.path(NS, "native", layer)
+    assert open(os.path.join(top, "added")).read() == "added"
+    assert not os.path.exists(os.path.join(top, "etc/id"))
+    assert not os.path.exists(os.path.join(top, "gone"))
+    assert os.path.exists(os.path.join(top, "bin/busybox"))
+    # the diff holds only the changes
+    diff = svc.content.read_all(NS, svc.resolve(NS, "native:1").layers[-1].digest)
+    names = tarfile.open(fileobj=io.BytesIO(diff)).getnames()
+    assert sorted(names) == [".wh.gone", "added", "etc/.wh.id"]
