@@ -39,6 +39,7 @@ __all__ = [
     "compile_program",
     "parse_rules",
     "v1_list",
+    "v1_update",
     "v1_writes",
     "with_defaults",
 ]
@@ -212,6 +213,44 @@ def v1_list(rules: list[DeviceRule]) -> list[str] | None:
         return None if exceptions else ["a *:* rwm"]
     return [f"{t} {n} {''.join(c for c in 'rwm' if c in acc)}"
             for (t, n), acc in exceptions.items()]
+
+
+def _parse_list(lines: list[str]) -> dict[tuple[str, str], set[str]] | None:
+    out: dict[tuple[str, str], set[str]] = {}
+    for line in lines:
+        parts = line.split()
+        if len(parts) != 3 or parts[0] not in ("b", "c") or not set(parts[2]) <= set("rwm"):
+            return None  # `a *:* rwm` (allow-by-default) or something unexpected
+        out[(parts[0], parts[1])] = set(parts[2])
+    return out
+
+
+def v1_update(current: list[str], rules: list[DeviceRule]) -> list[tuple[str, str]] | None:
+    """The fewest writes taking a deny-by-default devices.list `current` to
+    `rules`, or None when only a full rewrite (`v1_writes`) can.
+
+    Removals come first, so at no moment does the container hold more than
+    either the old or the new list grants. [] means nothing to do.
+    """
+    expected = v1_list(rules)
+    if expected == current:
+        return []
+    have = _parse_list(current)
+    want = _parse_list(expected) if expected is not None else None
+    if have is None or want is None:
+        return None
+    writes = []
+    for (dtype, numbers), access in have.items():
+        extra = access - want.get((dtype, numbers), set())
+        if extra:
+            writes.append(("devices.deny",
+                           f"{dtype} {numbers} {''.join(c for c in 'rwm' if c in extra)}"))
+    for (dtype, numbers), access in want.items():
+        missing = access - have.get((dtype, numbers), set())
+        if missing:
+            writes.append(("devices.allow",
+                           f"{dtype} {numbers} {''.join(c for c in 'rwm' if c in missing)}"))
+    return writes
 
 
 # --- eBPF bytecode (struct bpf_insn: u8 code, u8 dst:4|src:4, s16 off, s32 imm)

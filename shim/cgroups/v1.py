@@ -182,11 +182,12 @@ class V1Manager(Manager):
         if resources.get("devices") is not None:
             directory = self._need("devices")
             rules = devices.parse_rules(resources["devices"])
-            expected = devices.v1_list(rules)
-            if expected is not None and expected == _lines(os.path.join(directory,
-                                                                        "devices.list")):
-                return  # unchanged (an update): no transient `deny a`
-            for name, line in devices.v1_writes(rules):
+            current = _lines(os.path.join(directory, "devices.list"))
+            # On a deny-by-default list (an update) change only what differs:
+            # the full rewrite starts with `deny a`, which a running
+            # container would feel for a moment.
+            writes = devices.v1_update(current, rules) if current else None
+            for name, line in devices.v1_writes(rules) if writes is None else writes:
                 write_file(os.path.join(directory, name), line)
 
     def _set_memory(self, mem: dict[str, Any]) -> None:

@@ -218,6 +218,15 @@ def test_v1_devices_list_matches_the_emulation(make_cgroup, monkeypatch, rules):
     monkeypatch.setattr(v1, "write_file", lambda path, value: written.append(path))
     mgr.set({"devices": rules})
     assert written == []  # the same rules again: left alone
+    monkeypatch.undo()
+    # a changed deny-by-default list is patched in place, and ends as a rewrite would
+    if devices.v1_list(devices.parse_rules(rules)) != ["a *:* rwm"]:
+        changed = rules[:2] + [{"allow": True, "type": "c", "major": 4, "minor": 1,
+                                "access": "rw"}]
+        mgr.set({"devices": changed})
+        with open(os.path.join(mgr.path("devices"), "devices.list")) as f:
+            assert sorted(f.read().split("\n")[:-1]) == \
+                sorted(devices.v1_list(devices.parse_rules(changed)))
 
 
 def test_v1_oom_killer_and_oom_count(make_cgroup, children):

@@ -177,3 +177,16 @@ def test_v1_list_emulates_the_kernels_exception_list():
         {"allow": True, "access": "rwm"},
         {"allow": False, "type": "b", "major": 8, "minor": 0, "access": "w"}])) is None
     assert devices.v1_list([]) == []
+
+
+def test_v1_update_changes_only_what_differs():
+    rules = devices.parse_rules([DENY_ALL, {"allow": True, "type": "c", "major": 1, "minor": 3,
+                                            "access": "rw"}])
+    assert devices.v1_update(["c 1:3 rwm", "c 1:5 r"], rules) == [
+        ("devices.deny", "c 1:3 m"), ("devices.deny", "c 1:5 r")]
+    assert devices.v1_update([], rules) == [("devices.allow", "c 1:3 rw")]
+    assert devices.v1_update(["c 1:3 rw"], rules) == []
+    assert devices.v1_update(["a *:* rwm"], rules) is None  # allow-by-default: full rewrite
+    allow_all = devices.parse_rules([{"allow": True, "access": "rwm"}])
+    assert devices.v1_update(["a *:* rwm"], allow_all) == []
+    assert devices.v1_update(["c 1:3 rw"], allow_all) is None

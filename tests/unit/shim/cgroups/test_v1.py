@@ -252,5 +252,13 @@ def test_unchanged_device_rules_are_not_rewritten(v1_mgr, kernel, writes):
     kernel.write_tree(v1_mgr.path("devices"), {"devices.list": "\n".join(expected) + "\n"})
     v1_mgr.set({"devices": rules})
     assert writes == []  # no transient `deny a` for a running container
-    v1_mgr.set({"devices": rules[:-1]})
-    assert writes[0] == (os.path.join(v1_mgr.path("devices"), "devices.deny"), "a")
+    v1_mgr.set({"devices": rules[:-1] + [{"allow": True, "type": "c", "major": 10,
+                                          "minor": 229, "access": "rw"}]})
+    dev = v1_mgr.path("devices")
+    # only the difference, removals first
+    assert writes == [(os.path.join(dev, "devices.deny"), "c 10:200 rwm"),
+                      (os.path.join(dev, "devices.allow"), "c 10:229 rw")]
+    writes.clear()
+    kernel.write_tree(dev, {"devices.list": "a *:* rwm\n"})  # allow-by-default: rewrite all
+    v1_mgr.set({"devices": rules})
+    assert writes[0] == (os.path.join(dev, "devices.deny"), "a")
