@@ -4,7 +4,9 @@ Security critical: without it a root process in the container could mknod
 and open the host's disks. Owns the OCI `linux.resources.devices` rule list
 in both kernel forms:
 
-* v1: lines for devices.deny / devices.allow, starting from `deny a`;
+* v1: lines for devices.deny / devices.allow, starting from `deny a`; on
+  an existing deny-by-default list (update) only the difference, computed
+  from the kernel's devices.list, which `v1_list` emulates;
 * v2: a BPF_PROG_TYPE_CGROUP_DEVICE eBPF program, written here as raw
   bytecode, loaded with bpf(BPF_PROG_LOAD) and attached to the cgroup with
   BPF_F_ALLOW_MULTI, replacing the program a previous `set` attached.
