@@ -1,18 +1,19 @@
 """The one module of the shim that calls libc (youki's `Syscall` trait).
 
 `Syscalls` is the protocol code depends on; `LinuxSyscalls` implements it with
-ctypes and raises `OSError(errno, strerror, path)` when a call returns -1.
-Tests pass a recording fake (tests/fakes/) instead. Importing this module
-loads ctypes (several ms), so callers on a hot path import it lazily.
+ctypes' C core (through `_ffi`, which skips ctypes/__init__'s ~3 ms) and
+raises `OSError(errno, strerror, path)` when a call returns -1. Tests pass a
+recording fake (tests/fakes/) instead. Callers on a hot path still import
+this module lazily.
 
 It must not hold policy: no decisions, no retries, just the calls.
 """
 
 from __future__ import annotations
 
-import ctypes
 import os
 
+from dockyard.shim._sys import _ffi as ctypes
 from dockyard.shim._sys import consts
 
 # `typing` costs ~10 ms at import (it loads `re`); the protocol only matters to
@@ -74,7 +75,7 @@ class LinuxSyscalls:
     """`Syscalls` on the real kernel through glibc (ctypes)."""
 
     def __init__(self) -> None:
-        self._libc = libc = ctypes.CDLL(None, use_errno=True)
+        self._libc = libc = ctypes.libc()
         libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p,
                                ctypes.c_ulong, ctypes.c_char_p]
         libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
@@ -143,14 +144,14 @@ class LinuxSyscalls:
     def seccomp(self, operation: int, flags: int, program: bytes) -> int:
         """seccomp(2) with a classic BPF program (8-byte sock_filter records)."""
         buf = ctypes.create_string_buffer(program, len(program))
-        prog = _SockFprog(len(program) // 8, ctypes.cast(buf, ctypes.c_void_p))
+        prog = _SockFprog(len(program) // 8, ctypes.addressof(buf))
         return _check(self._libc.syscall(consts.SYS_seccomp, ctypes.c_uint(operation),
                                          ctypes.c_uint(flags), ctypes.byref(prog)))
 
     def seccomp_prctl(self, program: bytes) -> None:
         """The pre-3.17 way to install a filter: prctl(PR_SET_SECCOMP)."""
         buf = ctypes.create_string_buffer(program, len(program))
-        prog = _SockFprog(len(program) // 8, ctypes.cast(buf, ctypes.c_void_p))
+        prog = _SockFprog(len(program) // 8, ctypes.addressof(buf))
         _check(self._libc.prctl(consts.PR_SET_SECCOMP, consts.SECCOMP_MODE_FILTER,
                                 ctypes.addressof(prog), 0, 0))
 
