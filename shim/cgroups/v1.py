@@ -475,10 +475,14 @@ def plan(resources: dict[str, Any]) -> list[tuple[str, str, str]]:
         writes.append(("hugetlb", f"hugetlb.{size}.limit_in_bytes", str(hlimit)))
     net = resources.get("network") or {}
     if net.get("classID") is not None:
-        writes.append(("net_cls", "net_cls.classid", str(int(net["classID"]))))
-    for prio in net.get("priorities") or []:
-        writes.append(("net_prio", "net_prio.ifpriomap",
-                       f"{prio['name']} {int(prio['priority'])}"))
+        writes.append(("net_cls", "net_cls.classid", str(_int(net, "classID", "network"))))
+    for i, prio in enumerate(net.get("priorities") or []):
+        name, value = (prio.get("name"), prio.get("priority")) if isinstance(prio, dict) \
+            else (None, None)
+        if not isinstance(name, str) or not name or " " in name or not isinstance(value, int):
+            raise InvalidArgument(f"linux.resources.network.priorities[{i}]: needs an "
+                                  "interface name and an integer priority")
+        writes.append(("net_prio", "net_prio.ifpriomap", f"{name} {value}"))
     return writes
 
 

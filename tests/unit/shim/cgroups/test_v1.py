@@ -262,3 +262,10 @@ def test_unchanged_device_rules_are_not_rewritten(v1_mgr, kernel, writes):
     kernel.write_tree(dev, {"devices.list": "a *:* rwm\n"})  # allow-by-default: rewrite all
     v1_mgr.set({"devices": rules})
     assert writes[0] == (os.path.join(dev, "devices.deny"), "a")
+
+
+def test_bad_network_priorities_are_named():
+    with pytest.raises(errdefs.InvalidArgument, match="priorities\\[0\\]"):
+        plan({"network": {"priorities": [{"priority": 3}]}})
+    with pytest.raises(errdefs.InvalidArgument, match="network.classID"):
+        plan({"network": {"classID": "x"}})
