@@ -127,6 +127,8 @@ def parse_rules(rules: list[dict[str, Any]] | None) -> list[DeviceRule]:
     Raises:
         InvalidArgument: naming the bad entry (missing `allow`, unknown type or access).
     """
+    if rules is not None and not isinstance(rules, list):
+        raise InvalidArgument("linux.resources.devices must be a list of rules")
     out: list[DeviceRule] = []
     for i, rule in enumerate(rules or []):
         if not isinstance(rule, dict) or not isinstance(rule.get("allow"), bool):

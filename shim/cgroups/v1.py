@@ -163,15 +163,17 @@ class V1Manager(Manager):
     def set(self, resources: dict[str, Any]) -> None:
         if not resources:
             return
+        if not isinstance(resources, dict):
+            raise InvalidArgument("linux.resources must be an object")
         if resources.get("unified"):
             raise InvalidArgument("linux.resources.unified needs cgroup v2; this host "
                                   "runs cgroup v1")
         if resources.get("rdma"):
             raise InvalidArgument("linux.resources.rdma is not supported")
-        mem = resources.get("memory") or {}
+        mem = section(resources, "memory")
         if mem:
             self._set_memory(mem)
-        cpu = resources.get("cpu") or {}
+        cpu = section(resources, "cpu")
         if cpu:
             self._set_cpu(cpu)
         for controller, name, value in plan(resources):
@@ -263,7 +265,7 @@ class V1Manager(Manager):
             if value:
                 write_file(os.path.join(self._need("cpu"), name), str(value))
         if cpu.get("idle") is not None:
-            write_file(os.path.join(self._need("cpu"), "cpu.idle"), str(int(cpu["idle"])))
+            write_file(os.path.join(self._need("cpu"), "cpu.idle"), str(_int(cpu, "idle", "cpu")))
         for key in ("cpus", "mems"):
             if cpu.get(key):
                 write_file(os.path.join(self._need("cpuset"), f"cpuset.{key}"),
@@ -412,6 +414,16 @@ class V1Manager(Manager):
         return out
 
 
+def section(resources: dict[str, Any], key: str) -> dict[str, Any]:
+    """One object of OCI linux.resources ({} when absent), type-checked."""
+    value = resources.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidArgument(f"linux.resources.{key} must be an object, not {value!r}")
+    return value
+
+
 def _int(section: dict[str, Any], key: str, where: str) -> int:
     value = section.get(key)
     if value is None:
@@ -441,11 +453,11 @@ def plan(resources: dict[str, Any]) -> list[tuple[str, str, str]]:
     """(controller, file, value) writes for the simple v1 keys (pure; memory and
     cpu quota/shares need read-backs and are applied by the manager)."""
     writes: list[tuple[str, str, str]] = []
-    pids = resources.get("pids") or {}
+    pids = section(resources, "pids")
     limit = _int(pids, "limit", "pids")
     if limit:
         writes.append(("pids", "pids.max", str(limit) if limit > 0 else "max"))
-    blk = resources.get("blockIO") or {}
+    blk = section(resources, "blockIO")
     weight = _int(blk, "weight", "blockIO")
     if weight:
         if not 10 <= weight <= 1000:
@@ -468,12 +480,13 @@ def plan(resources: dict[str, Any]) -> list[tuple[str, str, str]]:
         for i, dev in enumerate(blk.get(field) or []):
             writes.append(("blkio", name, _dev_rate(dev, "rate", i, field)))
     for i, huge in enumerate(resources.get("hugepageLimits") or []):
-        size, hlimit = huge.get("pageSize"), huge.get("limit")
+        size, hlimit = (huge.get("pageSize"), huge.get("limit")) if isinstance(huge, dict) \
+            else (None, None)
         if not isinstance(size, str) or not size or "/" in size or not isinstance(hlimit, int):
             raise InvalidArgument(f"linux.resources.hugepageLimits[{i}]: needs pageSize "
                                   "(e.g. 2MB) and an integer limit")
         writes.append(("hugetlb", f"hugetlb.{size}.limit_in_bytes", str(hlimit)))
-    net = resources.get("network") or {}
+    net = section(resources, "network")
     if net.get("classID") is not None:
         writes.append(("net_cls", "net_cls.classid", str(_int(net, "classID", "network"))))
     for i, prio in enumerate(net.get("priorities") or []):

@@ -24,7 +24,7 @@ from dockyard.shim.cgroups._base import (
     read_keyed,
     write_file,
 )
-from dockyard.shim.cgroups.v1 import _int, _omit_zero, cpuset_stats
+from dockyard.shim.cgroups.v1 import _int, _omit_zero, cpuset_stats, section
 
 from dockyard.errdefs import InvalidArgument
 
@@ -80,7 +80,7 @@ def plan(resources: dict[str, Any]) -> list[tuple[str, str]]:
     io.bfq.weight (which takes the unconverted value) when the kernel has it.
     """
     writes: list[tuple[str, str]] = []
-    mem = resources.get("memory") or {}
+    mem = section(resources, "memory")
     limit = _int(mem, "limit", "memory")
     swap = swap_max(_int(mem, "swap", "memory"), limit)
     if swap:
@@ -93,7 +93,7 @@ def plan(resources: dict[str, Any]) -> list[tuple[str, str]]:
         writes.append(("memory.low", _max(reservation)))
     if mem.get("disableOOMKiller"):
         raise InvalidArgument("memory.disableOOMKiller is not supported on cgroup v2")
-    cpu = resources.get("cpu") or {}
+    cpu = section(resources, "cpu")
     shares = _int(cpu, "shares", "cpu")
     if shares:
         if not 2 <= shares <= 262144:
@@ -107,20 +107,20 @@ def plan(resources: dict[str, Any]) -> list[tuple[str, str]]:
         writes.append(("cpu.max", value))
     burst = cpu.get("burst")
     if burst is not None:
-        writes.append(("cpu.max.burst", str(int(burst))))
+        writes.append(("cpu.max.burst", str(_int(cpu, "burst", "cpu"))))
     if cpu.get("idle") is not None:
-        writes.append(("cpu.idle", str(int(cpu["idle"]))))
+        writes.append(("cpu.idle", str(_int(cpu, "idle", "cpu"))))
     if _int(cpu, "realtimeRuntime", "cpu") or _int(cpu, "realtimePeriod", "cpu"):
         raise InvalidArgument("cpu.realtimeRuntime/realtimePeriod are not supported on "
                               "cgroup v2")
     for key in ("cpus", "mems"):
         if cpu.get(key):
             writes.append((f"cpuset.{key}", str(cpu[key])))
-    pids = resources.get("pids") or {}
+    pids = section(resources, "pids")
     plimit = _int(pids, "limit", "pids")
     if plimit:
         writes.append(("pids.max", str(plimit) if plimit > 0 else "max"))
-    blk = resources.get("blockIO") or {}
+    blk = section(resources, "blockIO")
     weight = _int(blk, "weight", "blockIO")
     if weight:
         if not 10 <= weight <= 1000:
@@ -135,15 +135,16 @@ def plan(resources: dict[str, Any]) -> list[tuple[str, str]]:
         for i, dev in enumerate(blk.get(field) or []):
             writes.append(("io.max", _dev(dev, "rate", i, field, key)))
     for i, huge in enumerate(resources.get("hugepageLimits") or []):
-        size, hlimit = huge.get("pageSize"), huge.get("limit")
+        size, hlimit = (huge.get("pageSize"), huge.get("limit")) if isinstance(huge, dict) \
+            else (None, None)
         if not isinstance(size, str) or not size or "/" in size or not isinstance(hlimit, int):
             raise InvalidArgument(f"linux.resources.hugepageLimits[{i}]: needs pageSize "
                                   "(e.g. 2MB) and an integer limit")
         writes.append((f"hugetlb.{size}.max", str(hlimit)))
-    if (resources.get("network") or {}):
+    if (section(resources, "network")):
         raise InvalidArgument("linux.resources.network (net_cls/net_prio) is not "
                               "supported on cgroup v2")
-    for name, value in (resources.get("unified") or {}).items():
+    for name, value in section(resources, "unified").items():
         if not isinstance(name, str) or "/" in name or name.startswith(".") or not name:
             raise InvalidArgument(f"linux.resources.unified: invalid file name {name!r}")
         writes.append((name, str(value)))
@@ -236,6 +237,8 @@ class V2Manager(Manager):
     def set(self, resources: dict[str, Any], sys: Any = None) -> None:
         if not resources:
             return
+        if not isinstance(resources, dict):
+            raise InvalidArgument("linux.resources must be an object")
         for name, value in plan(resources):
             if name == "io.weight" and os.path.exists(self._file("io.bfq.weight")):
                 name = "io.bfq.weight"  # BFQ takes the blkio 10..1000 scale as is

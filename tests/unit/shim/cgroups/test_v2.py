@@ -163,3 +163,21 @@ def test_destroy_and_round_trip(v2_mgr):
     v2_mgr.destroy()
     assert not v2_mgr.exists()
     v2_mgr.destroy()
+
+
+@pytest.mark.parametrize("resources,match", [
+    ({"memory": 5}, "linux.resources.memory must be an object"),
+    ({"cpu": {"idle": "yes"}}, "cpu.idle"),
+    ({"hugepageLimits": ["2MB"]}, "hugepageLimits\\[0\\]"),
+    ({"unified": ["memory.high"]}, "unified must be an object"),
+])
+def test_malformed_sections_are_named(resources, match):
+    with pytest.raises(errdefs.InvalidArgument, match=match):
+        plan(resources)
+
+
+def test_malformed_devices_are_named(v2_mgr):
+    with pytest.raises(errdefs.InvalidArgument, match="devices must be a list"):
+        v2_mgr.set({"devices": {"allow": False}})
+    with pytest.raises(errdefs.InvalidArgument, match="must be an object"):
+        v2_mgr.set("memory")
