@@ -349,6 +349,9 @@ def compile_filter(seccomp: dict[str, Any], arch: str | None = None) -> bytes:
     """
     if not isinstance(seccomp, dict):
         raise InvalidArgument("seccomp: linux.seccomp must be an object")
+    for key in ("architectures", "flags", "syscalls"):
+        if seccomp.get(key) is not None and not isinstance(seccomp[key], list):
+            raise InvalidArgument(f"seccomp: {key} must be a list")
     native = _native(arch)
     default = _action(seccomp.get("defaultAction"), seccomp.get("defaultErrnoRet"),
                       "defaultAction")
@@ -379,6 +382,8 @@ def compile_filter(seccomp: dict[str, Any], arch: str | None = None) -> bytes:
             raise InvalidArgument(f"seccomp: {where}.names: a non-empty list is required")
         action = _action(rule.get("action"), rule.get("errnoRet"), where)
         args = rule.get("args")
+        if args is not None and not isinstance(args, list):
+            raise InvalidArgument(f"seccomp: {where}.args must be a list")
         clauses = [(c, action) for c in _parse_args(args, where)] if args else None
         all_names.update(names)
         if action == default:

@@ -292,6 +292,15 @@ def test_bad_profiles_are_named(bad, match):
     assert match in str(exc.value)
 
 
+@pytest.mark.parametrize("key", ["architectures", "flags", "syscalls"])
+def test_lists_must_be_lists(key):
+    with pytest.raises(errdefs.InvalidArgument, match=f"{key} must be a list"):
+        seccomp.compile_filter({"defaultAction": "SCMP_ACT_ALLOW", key: "SCMP_ARCH_X86_64"})
+    with pytest.raises(errdefs.InvalidArgument, match="args must be a list"):
+        seccomp.compile_filter(profile({"names": ["read"], "action": "SCMP_ACT_ERRNO",
+                                        "args": {"index": 0}}))
+
+
 def test_filter_flags():
     assert seccomp.filter_flags(None) == 0
     assert seccomp.filter_flags(["SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_LOG",
