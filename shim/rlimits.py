@@ -43,6 +43,8 @@ def parse(rlimits: list[dict[str, Any]] | None) -> list[tuple[str, int, int]]:
     Raises:
         InvalidArgument: unknown or duplicate type, soft above hard, bad value.
     """
+    if rlimits is not None and not isinstance(rlimits, list):
+        raise InvalidArgument("process.rlimits must be a list")
     out: list[tuple[str, int, int]] = []
     seen: set[str] = set()
     for i, entry in enumerate(rlimits or []):

@@ -35,6 +35,7 @@ def test_parse_validates_and_maps_infinity():
     ([{"type": "RLIMIT_NOFILE", "soft": 30, "hard": 20}], "soft limit 30 exceeds hard"),
     ([{"type": "RLIMIT_NOFILE", "soft": -1, "hard": 20}], "RLIMIT_NOFILE"),
     ([{"type": "RLIMIT_NOFILE", "soft": "1", "hard": 20}], "unsigned 64-bit"),
+    ({"type": "RLIMIT_NOFILE"}, "must be a list"),
 ])
 def test_bad_rlimits_are_named(entries, match):
     with pytest.raises(errdefs.InvalidArgument, match=match):
