@@ -3,6 +3,7 @@
     dockyard-managerd [--root DIR] [--state DIR] [--address unix:///PATH]
                       [--log-level LEVEL] [--max-workers N] [--socket-group GID]
                       [--snapshotter auto|overlayfs|native] [--runtime PATH] [--log-root DIR]
+                      [--trace-dir DIR]
 
 Defaults come from dockyard.paths (/var/lib/dockyard/manager,
 /run/dockyard/manager, unix:///run/dockyard/managerd.sock); the socket is
@@ -57,6 +58,9 @@ def parse_args(argv: list[str] | None = None) -> Config:
     p.add_argument("--max-concurrent-downloads", type=int,
                    default=Config.max_concurrent_downloads,
                    help="layers downloaded at once per pull (default %(default)s)")
+    p.add_argument("--trace-dir", default=env("DOCKYARD_TRACE_DIR", Config.trace_dir),
+                   help="where traced calls append their spans: apid's <exec-root>/trace "
+                        "(default %(default)s)")
     a = p.parse_args(argv)
     return Config(root=os.path.abspath(a.root), state=os.path.abspath(a.state),
                   address=a.address, log_level=a.log_level, max_workers=a.max_workers,
@@ -65,7 +69,8 @@ def parse_args(argv: list[str] | None = None) -> Config:
                   log_root=os.path.abspath(a.log_root),
                   insecure_registries=tuple(a.insecure_registry),
                   registry_config=a.registry_config,
-                  max_concurrent_downloads=a.max_concurrent_downloads)
+                  max_concurrent_downloads=a.max_concurrent_downloads,
+                  trace_dir=os.path.abspath(a.trace_dir))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -30,3 +30,6 @@ class Config:
     insecure_registries: tuple[str, ...] = ()
     registry_config: str = ""
     max_concurrent_downloads: int = 3
+    # traced calls (gRPC metadata `traceparent`) append spans to <trace_dir>/<trace id>.jsonl,
+    # the directory apid reads (<apid exec-root>/trace); see managerd/trace.py
+    trace_dir: str = f"{paths.EXEC_ROOT}/trace"

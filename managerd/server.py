@@ -45,6 +45,7 @@ class Server:
     def startup(self) -> None:
         import grpc
         from dockyard.managerd.services import build_context, register_all
+        from dockyard.managerd.trace import TraceInterceptor, Tracer
         from grpc_health.v1 import health, health_pb2, health_pb2_grpc
         from grpc_reflection.v1alpha import reflection
 
@@ -55,6 +56,7 @@ class Server:
             log.info("removed leftover snapshot directories count=%d", removed)
         server = grpc.server(futures.ThreadPoolExecutor(max_workers=self.config.max_workers,
                                                         thread_name_prefix="rpc"),
+                             interceptors=[TraceInterceptor(Tracer(self.config.trace_dir))],
                              options=[("grpc.max_receive_message_length", 64 << 20),
                                       ("grpc.max_send_message_length", 64 << 20)])
         self.service_names = register_all(self.ctx, server)

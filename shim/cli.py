@@ -228,6 +228,11 @@ def _main(argv: list[str]) -> int:
                              f"{'' if most == least else ' or more' if most < 0 else f'-{most}'}"
                              f" argument(s), got {len(pos)}")
         root = gopts.get("root") or paths.RUNTIME_ROOT
+        traceparent = os.environ.get("TRACEPARENT")
+        if traceparent:  # a traced request (imported only then: start-up time)
+            from dockyard.shim import trace
+            return trace.run_verb(traceparent, command, pos[0] if pos else "",
+                                  lambda: _VERBS[command](root, opts, pos, log))
         return _VERBS[command](root, opts, pos, log)
     except UsageError as err:
         log.error(str(err))

@@ -359,12 +359,20 @@ class Monitor:
         if proc.terminal:
             # go-runc order: flags, then the container id last
             argv = argv[:-1] + ["--console-socket", self.console_socket(proc)] + argv[-1:]
+        env = os.environ
+        if argv[0].startswith(("TRACEPARENT=", "DOCKYARD_TRACE_DIR=")):
+            # a traced call (managerd/trace.py): leading NAME=VALUE words go to this
+            # runtime's environment only
+            env, argv = dict(os.environ), list(argv)
+            while argv[0].startswith(("TRACEPARENT=", "DOCKYARD_TRACE_DIR=")):
+                name, _, value = argv.pop(0).partition("=")
+                env[name] = value
         actions = [(os.POSIX_SPAWN_DUP2, fd, i) for i, fd in enumerate(proc.child_fds)]
         spawner = os.posix_spawn if "/" in argv[0] else os.posix_spawnp
         try:
             # what subprocess's restore_signals does: Python ignores SIGPIPE and SIGXFSZ,
             # and ignored signals would stay ignored in the runtime and the container
-            proc.spawn_pid = spawner(argv[0], argv, os.environ, file_actions=actions,
+            proc.spawn_pid = spawner(argv[0], argv, env, file_actions=actions,
                                      setsigmask=(), setsigdef=(_signal.SIGPIPE,
                                                                _signal.SIGXFSZ))
         finally:

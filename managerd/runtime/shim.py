@@ -24,6 +24,8 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 
+from dockyard.managerd import trace
+
 from dockyard import errdefs
 
 __all__ = ["Runtime", "RuntimeError_", "resolve_binary", "last_error"]
@@ -123,12 +125,14 @@ class Runtime:
 
     def create_argv(self, container_id: str, pid_file: str) -> list[str]:
         """create's argv (the monitor inserts --console-socket before the id for a tty)."""
-        return self.argv("create", "--bundle", self.bundle, "--pid-file", pid_file, container_id)
+        # a traced call: leading NAME=VALUE words the monitor moves into the runtime's env
+        return [*trace.env_argv(), *self.argv("create", "--bundle", self.bundle,
+                                              "--pid-file", pid_file, container_id)]
 
     def exec_argv(self, container_id: str, process_file: str, pid_file: str) -> list[str]:
         """exec's argv (run detached by the monitor; --console-socket added for a tty)."""
-        return self.argv("exec", "--process", process_file, "--detach", "--pid-file", pid_file,
-                         container_id)
+        return [*trace.env_argv(), *self.argv("exec", "--process", process_file, "--detach",
+                                              "--pid-file", pid_file, container_id)]
 
     def run(self, verb: str, container_id: str, *flags: str, args: tuple[str, ...] = (),
             stdin: bytes | None = None) -> bytes:
@@ -139,8 +143,10 @@ class Runtime:
         """
         argv = self.argv(verb, *flags, container_id, *args)
         try:
-            proc = subprocess.run(argv, input=stdin, capture_output=True, timeout=self.timeout,
-                                  **({} if stdin is not None else {"stdin": subprocess.DEVNULL}))
+            with trace.runtime_call(verb, container_id) as env:  # env None: not traced
+                proc = subprocess.run(argv, input=stdin, capture_output=True, env=env,
+                                      timeout=self.timeout, **({} if stdin is not None
+                                                               else {"stdin": subprocess.DEVNULL}))
         except subprocess.TimeoutExpired as err:
             raise errdefs.Unavailable(f"runtime {verb} of {container_id} did not finish in "
                                       f"{self.timeout:g} s") from err
