@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from dockyard.apid import translate
+from dockyard.apid import netns, translate
 from dockyard.apid.container import (
     EXTENSION,
     NAME_LABEL,
@@ -51,6 +51,7 @@ class DaemonConfig:
     cgroup_parent: str = "/dockyard"
     host_resolv_conf: str = "/etc/resolv.conf"
     snapshotter: str = "overlayfs"
+    manage_netns: bool = True  # a netns per container with lo up (off in unit tests)
 
 
 @dataclass
@@ -330,7 +331,14 @@ class Daemon:
                        "/etc/hosts": c.hosts_path} if hc.get("NetworkMode") != "host" else {
                 "/etc/resolv.conf": c.resolv_path, "/etc/hostname": c.hostname_path},
             init_path=self.config.init_path, seccomp_profile=seccomp_text,
-            cgroup_parent=self.config.cgroup_parent, host_caps=_host_caps()))
+            cgroup_parent=self.config.cgroup_parent, host_caps=_host_caps(),
+            netns_path=self._netns(c)))
+
+    def _netns(self, c: Container) -> str | None:
+        """The namespace path the spec joins (None: host network or a private one)."""
+        if (c.host_config.get("NetworkMode") or "default") == "host" or not self.config.manage_netns:
+            return None
+        return netns.path_for(self.config.exec_root, c.id)
 
     def _write_etc_files(self, c: Container) -> None:
         hostname = c.config["Hostname"]
@@ -376,6 +384,9 @@ class Daemon:
                 await self._delete_task(c)
             except errdefs.NotFound:
                 pass
+            path = self._netns(c)
+            if path:
+                await netns.ensure(path)
             await self.manager.create_task(c.id, rootfs, io)
             rt.exited = asyncio.Event()
             await self._open_pending_attaches(c)
@@ -455,6 +466,9 @@ class Daemon:
                 break
             await asyncio.sleep(delay)  # a spurious answer while it still runs
             delay = min(delay * 2, 5.0)
+        rt = self.rt(container_id)
+        if rt.monitor is asyncio.current_task():
+            rt.monitor = None  # this run is over: a restart during _on_exit needs a new one
         c = self.containers.get(container_id)
         if c is None:
             return
@@ -692,6 +706,9 @@ class Daemon:
             await self.manager.remove_snapshot(c.snapshot_key)
         except errdefs.NotFound:
             pass
+        path = self._netns(c)
+        if path:
+            await netns.remove(path)
         shutil.rmtree(c.root, ignore_errors=True)
         del self.containers[c.id]
         self.names.release(c.id)

@@ -19,7 +19,7 @@ def env(tmp_path):
     manager = FakeManager()
     manager.add_image("docker.io/library/busybox:latest")
     daemon = Daemon(manager, DaemonConfig(data_root=str(tmp_path), exec_root=str(tmp_path),
-                                          host_resolv_conf="/nonexistent"))
+                                          host_resolv_conf="/nonexistent", manage_netns=False))
     with TestClient(create_app(daemon)) as client:
         yield client, manager, daemon
 

@@ -95,3 +95,19 @@ def test_oom_killed_in_inspect(stack, busybox, name):
     state = json.loads(stack.docker("inspect", name).stdout)[0]["State"]
     assert state["OOMKilled"] is True and state["ExitCode"] == 137
     stack.docker("rm", name)
+
+
+def test_own_network_namespace_with_lo_up(stack, busybox, name):
+    r = stack.docker("run", "--name", name, busybox, "sh", "-c",
+                     "cat /sys/class/net/lo/operstate; ls /sys/class/net; ping -c1 -W1 127.0.0.1 "
+                     ">/dev/null && echo ping-ok")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.decode().split()
+    assert lines[0] in ("unknown", "up") and lines[1:] == ["lo", "ping-ok"]
+    cid = json.loads(stack.docker("inspect", name).stdout)[0]["Id"]
+    path = stack.apid.exec_root / "netns" / cid
+    assert path.exists()
+    assert stack.docker("rm", name).returncode == 0
+    assert not path.exists()  # the namespace goes with the container
+    host = stack.docker("run", "--rm", "--network", "host", busybox, "ls", "/sys/class/net")
+    assert len(host.stdout.split()) > 1  # the host's interfaces
