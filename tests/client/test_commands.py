@@ -326,3 +326,83 @@ def test_help_screens():
     assert code == 0 and "run" in out and "Management Commands" in out
     code, out, _ = run(router, "help", "ps")
     assert code == 0 and "--format" in out
+
+
+def test_create_prints_the_id_and_writes_the_cidfile(tmp_path):
+    router = Router({"POST /containers/create": (201, {"Id": CID, "Warnings": None})})
+    cidfile = tmp_path / "cid"
+    code, out, _ = run(router, "create", "--cidfile", str(cidfile), "-it", "busybox")
+    assert (code, out) == (0, CID + "\n")
+    assert cidfile.read_text() == CID
+    code, _, err = run(router, "create", "--cidfile", str(cidfile), "busybox")
+    assert code == 125 and "container ID file found" in err
+
+
+def test_system_prune_asks_first_and_reports():
+    router = Router({
+        "POST /containers/prune": (200, {"ContainersDeleted": ["c1"], "SpaceReclaimed": 1000}),
+        "POST /images/prune": (200, {"ImagesDeleted": [{"Deleted": "sha256:ab"}],
+                                     "SpaceReclaimed": 2_000_000}),
+    })
+    code, out, _ = run(router, "system", "prune", stdin="n\n")
+    assert code == 0 and "Are you sure" in out and "/containers/prune" not in router.keys()
+    code, out, _ = run(router, "system", "prune", "-a", "-f")
+    assert code == 0
+    assert "Deleted Containers:\nc1\n" in out and "deleted: sha256:ab" in out
+    assert out.endswith("Total reclaimed space: 2MB\n")
+    images_call = next(r for r in router.calls if r.url.path == "/images/prune")
+    assert json.loads(images_call.url.params["filters"]) == {"dangling": {"false": True}}
+
+
+def test_system_df_table():
+    router = Router({"GET /system/df": (200, {
+        "LayersSize": 2_000_000,
+        "Images": [{"Size": 2_000_000, "Containers": 1}],
+        "Containers": [{"SizeRw": 100, "State": "exited"}], "Volumes": [], "BuildCache": []})})
+    code, out, _ = run(router, "system", "df")
+    lines = out.splitlines()
+    assert lines[0].split() == ["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"]
+    assert lines[1].split() == ["Images", "1", "1", "2MB", "0B", "(0%)"]
+    assert lines[2].split() == ["Containers", "1", "0", "100B", "100B", "(100%)"]
+
+
+def test_events_default_line_and_template():
+    ev = {"Type": "container", "Action": "die", "Actor": {"ID": "abc", "Attributes": {
+        "name": "web", "exitCode": "0"}}, "time": 1_700_000_000, "timeNano": 1_700_000_000_5}
+    body = (json.dumps(ev) + "\n").encode()
+    router = Router({"GET /events": (200, body)})
+    code, out, _ = run(router, "events", "--since", "1h", "--filter", "container=web")
+    assert code == 0
+    assert out.split(" ", 1)[1] == "container die abc (exitCode=0, name=web)\n"
+    assert float(router.calls[0].url.params["since"]) > 0
+    assert run(router, "events", "--format", "{{.Actor.Attributes.name}} {{.Action}}")[1] == \
+        "web die\n"
+    assert json.loads(run(router, "events", "--format", "json")[1]) == ev
+
+
+def test_history_and_top_tables():
+    router = Router({
+        "GET /images/busybox/history": (200, [{"Id": "sha256:" + "a" * 64, "Created": 0,
+                                               "CreatedBy": "/bin/sh -c #(nop) CMD [\"sh\"]",
+                                               "Size": 0, "Comment": ""}]),
+        "GET /containers/web/top": (200, {"Titles": ["PID", "CMD"],
+                                          "Processes": [["1", "sleep 10"]]}),
+    })
+    out = run(router, "history", "busybox")[1].splitlines()
+    assert out[0].split() == ["IMAGE", "CREATED", "CREATED", "BY", "SIZE", "COMMENT"]
+    assert out[1].startswith("a" * 12)
+    out = run(router, "top", "web")[1].splitlines()
+    assert out == ["PID   CMD", "1     sleep 10"]
+
+
+def test_cp_argument_forms():
+    from dockyard.client.commands.cp import split_arg
+
+    assert split_arg("web:/etc/hosts") == ("web", "/etc/hosts")
+    assert split_arg("web:") == ("web", "/")
+    assert split_arg("./a:b") == (None, "./a:b")
+    assert split_arg("/tmp/x") == (None, "/tmp/x")
+    assert split_arg("-") == (None, "-")
+    router = Router({})
+    code, _, err = run(router, "cp", "a:/x", "b:/y")
+    assert code == 1 and "between containers" in err
