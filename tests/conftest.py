@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -49,3 +50,21 @@ def runc_bin() -> str:
     if not path:
         pytest.skip("Debian's runc is not installed")
     return path
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Remove the empty `dockyard` parent cgroups the containers of this run shared.
+
+    Containers remove their own cgroups; the parent is shared by all of them, so
+    only the xdist controller (after every worker is done) may remove it.
+    """
+    if hasattr(session.config, "workerinput") or os.geteuid() != 0:
+        return
+    base = Path("/sys/fs/cgroup")
+    for parent in [*base.glob("*/dockyard"), base / "dockyard"]:
+        for sub in sorted(parent.rglob("*"), key=lambda p: -len(p.parts)) if parent.is_dir() else ():
+            if sub.is_dir():
+                with contextlib.suppress(OSError):
+                    sub.rmdir()  # only empty ones succeed (cgroup dirs hold no files)
+        with contextlib.suppress(OSError):
+            parent.rmdir()
