@@ -490,6 +490,8 @@ def render_rows(rows: Sequence[dict[str, Any]], fmt: str | None, default: str,
             out.write(f"{row[quiet_field]}\n")
         return
     fmt = fmt or default
+    if fmt.strip() == "table":  # docker: the default table, with its headers
+        fmt = default
     if fmt == "json":
         for row in rows:
             out.write(_json_func(row) + "\n")

@@ -69,6 +69,9 @@ def test_render_rows_table_json_quiet_and_custom():
     output.render_rows(rows, None, "", headers, out, quiet_field="ID", quiet=True)
     assert out.getvalue() == "a1\nb22\n"
     out = io.StringIO()
+    output.render_rows(rows, "table", "table {{.Name}}", headers, out)
+    assert out.getvalue().splitlines() == ["NAME", "x", "yy"]
+    out = io.StringIO()
     output.render_rows(rows, "table {{.Name}}", "", headers, out)
     assert out.getvalue().splitlines() == ["NAME", "x", "yy"]
 
