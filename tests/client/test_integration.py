@@ -228,3 +228,23 @@ def test_commit_save_load_export(engine, tmp_path):
     finally:
         engine.cli("rm", "-f", n)
         engine.cli("rmi", "-f", tag)
+
+
+def test_exec_it_under_a_pty(engine):
+    pexpect = pytest.importorskip("pexpect")
+    n = name()
+    assert engine.cli("run", "-d", "--name", n, "busybox", "sleep", "300").returncode == 0
+    try:
+        child = pexpect.spawn(DOCKYARD[0], [*DOCKYARD[1:], "exec", "-it", n, "sh"],
+                              env=engine.env, timeout=60)
+        try:
+            child.expect(r"[#$] ")
+            child.sendline("tty; echo $((2*21)); exit 7")
+            child.expect("/dev/pts/")
+            child.expect("42")
+            child.expect(pexpect.EOF)
+        finally:
+            child.close(force=True)
+        assert child.exitstatus == 7
+    finally:
+        engine.cli("rm", "-f", n)
