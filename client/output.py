@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TextIO
 
 __all__ = [
+    "Row",
     "TemplateError",
     "Template",
     "render_rows",
@@ -235,7 +236,10 @@ class _Field:
         if isinstance(dot, _HeaderDot) and self.path:
             return dot.get(self.path[-1])
         for name in self.path:
-            if isinstance(value, dict):
+            if isinstance(value, dict) and name not in value and name[:1].isupper() and \
+                    callable(getattr(type(value), name, None)):
+                value = getattr(value, name)  # a method, e.g. ps's {{.Label "key"}}
+            elif isinstance(value, dict):
                 value = value.get(name)
             elif value is None:
                 return None
@@ -331,8 +335,27 @@ def _stage(cmd: list[Any], text: str) -> Any:
     if isinstance(head, str):
         return _Call(head, cmd[1:])
     if len(cmd) > 1:
+        if isinstance(head, _Field):
+            return _Method(head, cmd[1:])
         raise TemplateError(f"can't give arguments to a non-function in {{{{{text}}}}}")
     return head
+
+
+class _Method:
+    """`.Label "key"`: a field that is a method, called with arguments (Go templates)."""
+
+    def __init__(self, field: _Field, args: list[Any]):
+        self.field = field
+        self.args = args
+
+    def eval(self, dot: Any) -> Any:
+        fn = self.field.eval(dot)
+        if isinstance(dot, _HeaderDot):
+            return fn
+        if not callable(fn):
+            raise TemplateError(f"{'.'.join(self.field.path)} is not a method: "
+                                "it takes no arguments")
+        return fn(*[a.eval(dot) for a in self.args])
 
 
 class _Sub:
@@ -513,6 +536,15 @@ def render_rows(rows: Sequence[dict[str, Any]], fmt: str | None, default: str,
     else:
         for line in lines:
             out.write(line + "\n")
+
+
+class Row(dict):
+    """A table row whose template fields are its keys, plus docker's `.Label "key"`."""
+
+    labels: dict[str, str] = {}
+
+    def Label(self, key: str) -> str:  # noqa: N802 -- the template's name
+        return str(self.labels.get(key, ""))
 
 
 class _HeaderDot(dict):

@@ -449,7 +449,7 @@ def ps_row(c: dict, trunc: bool, now: float | None = None) -> dict[str, Any]:
     image = c.get("Image") or ""
     if trunc and image.startswith("sha256:"):
         image = image[7:19]
-    return {
+    row = output.Row({
         "ID": c.get("Id", "")[:12] if trunc else c.get("Id", ""),
         "Image": image,
         "Command": '"' + (output.ellipsis(command, 20) if trunc else command) + '"',
@@ -466,7 +466,9 @@ def ps_row(c: dict, trunc: bool, now: float | None = None) -> dict[str, Any]:
                            for m in c.get("Mounts") or []),
         "Networks": ",".join(networks),
         "LocalVolumes": str(sum(1 for m in c.get("Mounts") or [] if m.get("Driver") == "local")),
-    }
+    })
+    row.labels = labels
+    return row
 
 
 def ps(ctx: Context, ns: argparse.Namespace) -> int:

@@ -104,3 +104,12 @@ def test_ellipsis_and_time_parsing():
     assert output.parse_time("0001-01-01T00:00:00Z") is None
     assert output.parse_time("1970-01-01T00:00:10.5Z") == pytest.approx(10.5)
     assert output.parse_time("1970-01-01T01:00:10+01:00") == pytest.approx(10)
+
+
+def test_row_label_method_and_json_without_it():
+    row = output.Row({"ID": "a"})
+    row.labels = {"com.x": "1"}
+    assert Template('{{.Label "com.x"}}-{{.Label "nope"}}-{{.ID}}').render(row) == "1--a"
+    assert Template("{{json .}}").render(row) == '{"ID":"a"}'
+    with pytest.raises(TemplateError, match="not a method"):
+        Template('{{.ID "x"}}').render(row)
