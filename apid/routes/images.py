@@ -169,7 +169,10 @@ async def create_image(request: Request, fromImage: str | None = None, tag: str 
         if fromSrc != "-":
             raise errdefs.InvalidArgument("importing from a URL is not supported (no network): "
                                           "use fromSrc=- with the tar as the body")
-        reference = f"{repo}:{tag or 'latest'}" if repo else ""
+        reference = ""
+        if repo:
+            has_tag = ":" in repo.rsplit("/", 1)[-1] or "@" in repo
+            reference = repo if has_tag and not tag else f"{repo}:{tag or 'latest'}"
         result = await daemon.manager.import_image(request.stream(), reference, changes or [],
                                                    message or "", platform or "")
         daemon.events.publish("image", "import", result["id"], {"name": result.get("name", "")})

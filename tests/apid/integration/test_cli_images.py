@@ -88,3 +88,21 @@ def test_ps_filters_df_prune(stack, busybox, name):
     assert r.returncode == 0 and stack.docker("inspect", name + "-x").returncode != 0
     assert stack.docker("inspect", name).returncode == 0  # running ones stay
     stack.docker("rm", "-f", name)
+
+
+def test_import_rootfs_tar(stack, name, tmp_path):
+    import io
+
+    data = io.BytesIO()
+    with tarfile.open(fileobj=data, mode="w") as tar:
+        info = tarfile.TarInfo("hello.txt")
+        payload = b"imported\n"
+        info.size = len(payload)
+        tar.addfile(info, io.BytesIO(payload))
+    path = tmp_path / "rootfs.tar"
+    path.write_bytes(data.getvalue())
+    r = stack.docker("import", str(path), f"dy-import/{name}:v1")
+    assert r.returncode == 0 and r.stdout.startswith(b"sha256:"), r.stderr
+    listed = stack.docker("images", "--format", "{{.Repository}}:{{.Tag}}").stdout.decode()
+    assert f"dy-import/{name}:v1" in listed
+    stack.docker("rmi", f"dy-import/{name}:v1")

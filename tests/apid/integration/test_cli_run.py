@@ -111,3 +111,18 @@ def test_own_network_namespace_with_lo_up(stack, busybox, name):
     assert not path.exists()  # the namespace goes with the container
     host = stack.docker("run", "--rm", "--network", "host", busybox, "ls", "/sys/class/net")
     assert len(host.stdout.split()) > 1  # the host's interfaces
+
+
+def test_stop_signal_and_stop_timeout(stack, busybox, name):
+    r = stack.docker("run", "-d", "--name", name, "--stop-signal", "USR1", "--stop-timeout", "30",
+                     busybox, "sh", "-c", "trap 'exit 42' USR1; while true; do sleep 0.1; done")
+    assert r.returncode == 0, r.stderr
+    import time
+
+    t = time.monotonic()
+    assert stack.docker("stop", name).returncode == 0
+    assert time.monotonic() - t < 10  # USR1 ended it; no 30 s wait for SIGKILL
+    state = json.loads(stack.docker("inspect", name).stdout)[0]
+    assert state["State"]["ExitCode"] == 42 and state["Config"]["StopSignal"] == "USR1"
+    assert state["Config"]["StopTimeout"] == 30
+    stack.docker("rm", name)
