@@ -914,8 +914,9 @@ def parse(argv: list[str]) -> dict:
     return opts
 
 
-def main() -> int:
-    opts = parse(sys.argv[1:])
+def main(argv: list[str] | None = None) -> int:
+    """Run a monitor with these options (sys.argv[1:] by default); returns its exit code."""
+    opts = parse(sys.argv[1:] if argv is None else argv)
     os.chdir(opts["dir"])
     monitor = Monitor(opts["dir"], opts["log"], int(opts["log-max-size"]),
                       int(opts["log-max-files"]))

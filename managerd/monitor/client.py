@@ -9,9 +9,11 @@ the monitor is started with subprocess (vfork/exec), never os.fork.
 
 from __future__ import annotations
 
+import array
 import logging
 import os
 import select
+import signal
 import socket
 import subprocess
 import sys
@@ -25,8 +27,8 @@ from dockyard.managerd.monitor import _process as wire
 
 from dockyard import errdefs
 
-__all__ = ["ProcState", "Handshake", "MonitorClient", "AttachStream", "spawn", "read_exit_file",
-           "INIT"]
+__all__ = ["ProcState", "Handshake", "MonitorClient", "AttachStream", "Zygote", "spawn",
+           "read_exit_file", "INIT"]
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +37,9 @@ PROCESS = str(Path(wire.__file__).resolve())
 # bytecode, a script is compiled at every start (that costs ~2 MB of RSS for good).
 _LAUNCH = (f"import sys; sys.path.insert(0, {os.path.dirname(PROCESS)!r}); "
            "import _process; sys.exit(_process.main())")
+_ZYGOTE_LAUNCH = (f"import sys; sys.path.insert(0, {os.path.dirname(PROCESS)!r}); "
+                  "import _zygote; sys.exit(_zygote.main(sys.argv[1:]))")
+_ZYGOTE_SOCKET = "monitors.sock"
 INIT = wire.INIT
 
 
@@ -62,7 +67,8 @@ class Handshake:
 
 def spawn(state_dir: str, create_argv: list[str], pid_file: str, log_path: str = "",
           stdin: bool = False, terminal: bool = False, timeout: float = 60.0,
-          log_max_size: int = 0, log_max_files: int = 1) -> Handshake:
+          log_max_size: int = 0, log_max_files: int = 1, zygote: Zygote | None = None
+          ) -> Handshake:
     """Start a monitor that runs ``create_argv`` (the runtime's create) and supervises it.
 
     Args:
@@ -76,46 +82,85 @@ def spawn(state_dir: str, create_argv: list[str], pid_file: str, log_path: str =
         timeout: seconds to wait for the create to finish.
         log_max_size: rotate the log beyond this many bytes (0: never), keeping
             log_max_files files (Docker's json-file max-size and max-file).
+        zygote: fork the monitor from this warm zygote (a fresh interpreter when None,
+            or when the zygote fails).
 
     Returns:
-        The handshake; on success ``popen`` is the monitor, to be reaped after ``shutdown``.
+        The handshake. A monitor started as our own child has ``popen`` set (reap it
+        after ``shutdown``); a zygote's child is reaped by the zygote.
     """
-    argv = [sys.executable, "-I", "-S", "-c", _LAUNCH, "--dir", state_dir, "--pid-file", pid_file]
+    options = ["--dir", state_dir, "--pid-file", pid_file]
     if log_path:
-        argv += ["--log", log_path]
+        options += ["--log", log_path]
         if log_max_size > 0:
-            argv += ["--log-max-size", str(log_max_size), "--log-max-files",
-                     str(max(1, log_max_files))]
+            options += ["--log-max-size", str(log_max_size), "--log-max-files",
+                        str(max(1, log_max_files))]
     if stdin:
-        argv.append("--stdin")
+        options.append("--stdin")
     if terminal:
-        argv.append("--terminal")
-    argv += ["--", *create_argv]
-    with open(os.path.join(state_dir, "monitor.log"), "ab") as errf:
-        popen = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        options.append("--terminal")
+    options += ["--", *create_argv]
+    log_file = os.path.join(state_dir, "monitor.log")
+    if zygote is not None:
+        r, w = os.pipe()
+        try:
+            with open(log_file, "ab") as errf:
+                try:
+                    pid = zygote.fork(options, w, errf.fileno())
+                except (OSError, errdefs.EngineError) as err:
+                    log.warning("monitor zygote failed, starting a fresh monitor err=%s", err)
+                    pid = 0
+            os.close(w)
+            w = -1
+            if pid:
+                try:
+                    line = _read_line(r, timeout)
+                except BaseException:
+                    _kill(pid)
+                    raise
+                return _handshake(line, pid, None, log_file)
+        finally:
+            os.close(r)
+            if w >= 0:
+                os.close(w)
+    with open(log_file, "ab") as errf:
+        popen = subprocess.Popen([sys.executable, "-I", "-S", "-c", _LAUNCH, *options],
+                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                  stderr=errf, cwd=state_dir, start_new_session=True,
                                  close_fds=True)
     try:
-        line = _read_line(popen, timeout)
+        line = _read_line(popen.stdout.fileno(), timeout)
     except BaseException:
         popen.kill()
         popen.wait()
         raise
     finally:
         popen.stdout.close()
+    return _handshake(line, popen.pid, popen, log_file)
+
+
+def _handshake(line: str, monitor_pid: int, popen: subprocess.Popen | None,
+               log_file: str) -> Handshake:
     word, _, rest = line.partition(" ")
     if word == "ok":
-        return Handshake(True, pid=int(rest), monitor_pid=popen.pid, popen=popen)
-    popen.wait(timeout=10)
+        return Handshake(True, pid=int(rest), monitor_pid=monitor_pid, popen=popen)
+    if popen is not None:
+        popen.wait(timeout=10)
     if word == "fail":
         return Handshake(False, runtime_rc=int(rest), message=f"runtime exited with {rest}")
-    tail = _tail(os.path.join(state_dir, "monitor.log"))
-    return Handshake(False, message=(rest or f"monitor exited with {popen.returncode}") +
-                     (f": {tail}" if tail else ""))
+    tail = _tail(log_file)
+    code = f"monitor exited with {popen.returncode}" if popen is not None else "monitor failed"
+    return Handshake(False, message=(rest or code) + (f": {tail}" if tail else ""))
 
 
-def _read_line(popen: subprocess.Popen, timeout: float) -> str:
-    fd = popen.stdout.fileno()
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def _read_line(fd: int, timeout: float) -> str:
     buf = b""
     deadline = time.monotonic() + timeout
     while not buf.endswith(b"\n"):
@@ -129,6 +174,81 @@ def _read_line(popen: subprocess.Popen, timeout: float) -> str:
                 break
             buf += chunk
     return buf.decode(errors="replace").strip()
+
+
+class Zygote:
+    """managerd's handle on the monitor zygote (``_zygote.py``): started on first use,
+    restarted if it died, and ended with ``close()`` or with managerd (its stdin is a
+    pipe only managerd holds)."""
+
+    def __init__(self, state_dir: str, start_timeout: float = 10.0) -> None:
+        self.dir = state_dir
+        self.start_timeout = start_timeout
+        self._lock = threading.Lock()
+        self._popen: subprocess.Popen | None = None
+
+    def _connect(self) -> socket.socket:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        dirfd = os.open(self.dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            sock.settimeout(10)
+            sock.connect(f"/proc/self/fd/{dirfd}/{_ZYGOTE_SOCKET}")
+        except OSError:
+            sock.close()
+            raise
+        finally:
+            os.close(dirfd)
+        return sock
+
+    def _ensure(self) -> None:
+        if self._popen is not None and self._popen.poll() is None:
+            return
+        os.makedirs(self.dir, mode=0o711, exist_ok=True)
+        with open(os.path.join(self.dir, "monitors.log"), "ab") as errf:
+            self._popen = subprocess.Popen(
+                [sys.executable, "-I", "-S", "-c", _ZYGOTE_LAUNCH, self.dir],
+                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=errf,
+                start_new_session=True, close_fds=True)
+        deadline = time.monotonic() + self.start_timeout
+        while True:
+            try:
+                self._connect().close()
+                return
+            except OSError as err:
+                if self._popen.poll() is not None or time.monotonic() > deadline:
+                    self.close()
+                    raise errdefs.Unavailable(f"monitor zygote did not start: {err}") from err
+                time.sleep(0.01)
+
+    def fork(self, options: list[str], handshake_fd: int, log_fd: int) -> int:
+        """Fork a monitor with these options; returns its pid."""
+        with self._lock:
+            self._ensure()
+        sock = self._connect()
+        try:
+            sock.sendmsg([wire.pack(*options)], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                                                 array.array("i", [handshake_fd, log_fd]))])
+            answer = b""
+            while chunk := sock.recv(256):
+                answer += chunk
+        finally:
+            sock.close()
+        if not answer.isdigit():
+            raise errdefs.Unavailable(f"monitor zygote: {answer.decode(errors='replace')}")
+        return int(answer)
+
+    def close(self) -> None:
+        """End the zygote (the monitors it forked keep running)."""
+        with self._lock:
+            popen, self._popen = self._popen, None
+        if popen is None:
+            return
+        popen.stdin.close()
+        try:
+            popen.wait(5)
+        except subprocess.TimeoutExpired:
+            popen.kill()
+            popen.wait()
 
 
 def _tail(path: str, limit: int = 2000) -> str:

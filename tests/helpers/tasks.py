@@ -228,7 +228,9 @@ def leaked_cgroups(cid: str) -> list[str]:
 
 
 def processes_of(fragment: str) -> list[tuple[int, str]]:
-    """Live (non-zombie) processes whose command line contains fragment."""
+    """Live (non-zombie) processes whose command line or working directory contains
+    fragment (monitors forked by the zygote keep its command line, but work in their
+    task's directory)."""
     out = []
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
@@ -238,35 +240,45 @@ def processes_of(fragment: str) -> list[tuple[int, str]]:
                 cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
             with open(f"/proc/{pid}/stat") as f:
                 state = f.read().rsplit(")", 1)[1].split()[0]
+            cwd = os.readlink(f"/proc/{pid}/cwd")
         except OSError:
             continue
-        if fragment in cmd and state != "Z":
+        if (fragment in cmd or fragment in cwd) and state != "Z":
             out.append((int(pid), cmd))
     return out
 
 
 def stop_monitor(pid: int) -> None:
-    """Tear down what a monitor supervises, from its command line (tests' last resort
-    after a failure): the runtime's delete --force, then shutdown, then SIGKILL."""
+    """Tear down what a monitor supervises (tests' last resort after a failure): the
+    runtime's delete --force, then shutdown, then SIGKILL. The monitor's directory is
+    its cwd; task.json there names the runtime (a monitor started on its own also has
+    the runtime's argv on its command line)."""
     import subprocess
 
     from dockyard.managerd.monitor.client import MonitorClient
 
     try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            args = [a.decode() for a in f.read().split(b"\0") if a]
         with open(f"/proc/{pid}/stat") as f:
             if f.read().rsplit(")", 1)[1].split()[0] == "Z":
                 return
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            args = [a.decode() for a in f.read().split(b"\0") if a]
+        task_dir = os.readlink(f"/proc/{pid}/cwd")
     except OSError:
         return
-    if "--" not in args or "--dir" not in args:
-        return
-    runtime = args[args.index("--") + 1:]
-    root = runtime[runtime.index("--root") + 1]
-    subprocess.run([runtime[0], "--root", root, "delete", "--force", runtime[-1]],
-                   capture_output=True)
+    runtime: list[str] = []
     try:
-        MonitorClient(args[args.index("--dir") + 1], timeout=5).shutdown(force=True)
+        with open(os.path.join(task_dir, "task.json")) as f:
+            rec = json.load(f)
+        runtime = [rec["runtime"], "--root", rec["runtime_root"], rec["id"]]
+    except (OSError, ValueError, KeyError):
+        if "--" in args:
+            runtime = args[args.index("--") + 1:]
+    if "--root" in runtime:
+        root = runtime[runtime.index("--root") + 1]
+        subprocess.run([runtime[0], "--root", root, "delete", "--force", runtime[-1]],
+                       capture_output=True)
+    try:
+        MonitorClient(task_dir, timeout=5).shutdown(force=True)
     except Exception:
         os.kill(pid, 9)

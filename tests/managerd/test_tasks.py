@@ -157,7 +157,9 @@ def test_tty_resize_and_exit(env, mk, runtime):
         start(client, cid)
         att.send(b"stty size\n")
         att.wait_output(b"20 60\r\n")
-        att.resize(33, 77)
+        att.resize(33, 77)  # through the attach stream
+        att.send(b"stty size\n")
+        att.wait_output(b"33 77\r\n")
         th.tasks_stub(client).ResizePty(tpb.ResizePtyRequest(container_id=cid, width=90,
                                                              height=40))
         att.send(b"stty size; exit 4\n")

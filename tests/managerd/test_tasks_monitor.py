@@ -183,3 +183,54 @@ def test_monitor_rotates_the_log(supervise, runc_bin, files):
     first = int(lines[0].split()[1])
     assert lines == [f"line {i}\n" for i in range(first, 400)]
     assert os.path.getsize(log) > 0
+
+
+@pytest.mark.privileged
+def test_zygote_forks_monitors_that_outlive_it(tmp_path, runc_bin):
+    import ctypes
+
+    zygote = mc.Zygote(str(tmp_path / "monitors"))
+    made = []
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER: orphaned monitors come to us
+    try:
+        for _ in range(2):
+            cid = f"dy-{uuid.uuid4().hex[:10]}"
+            path = tmp_path / cid
+            cfg = busybox.base_config(["sh", "-c", "read x; echo got $x; exit 6"])
+            cfg["root"]["path"] = str(path / "rootfs")
+            busybox.make_bundle(path, cfg)
+            r = rt.Runtime(runc_bin, str(tmp_path / "root"), str(path))
+            hs = mc.spawn(str(path), r.create_argv(cid, f"{path}/init.pid"), f"{path}/init.pid",
+                          str(path / "log.json"), stdin=True, zygote=zygote)
+            made.append((r, cid, str(path), hs))
+            assert hs.ok and hs.popen is None, hs.message
+            with open(f"/proc/{hs.monitor_pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            assert int(fields[1]) == zygote._popen.pid  # the zygote is the parent (reaper)
+            assert int(fields[3]) == hs.monitor_pid  # and its own session
+            with open(f"/proc/{hs.monitor_pid}/comm") as f:
+                assert f.read().strip() == "dy-monitor"
+        zygote.close()  # managerd gone: the monitors keep going
+        for r, cid, path, _ in made:
+            r.start(cid)
+            att = mc.MonitorClient(path).attach("", "ioe")
+            att.write(b"hi\n")
+            assert b"".join(d for _, d in att.frames()) == b"got hi\n"
+            assert mc.MonitorClient(path).state()[""].status == 6
+    finally:
+        zygote.close()
+        for r, cid, path, hs in made:
+            try:
+                r.delete(cid, force=True)
+            except errdefs.EngineError:
+                pass
+            try:
+                mc.MonitorClient(path, timeout=5).shutdown(force=True)
+            except errdefs.EngineError:
+                pass
+            try:
+                os.waitpid(hs.monitor_pid, 0)
+            except ChildProcessError:
+                pass
+        libc.prctl(36, 0, 0, 0, 0)
