@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import errno
 import os
+import sys
 import time
 
 from dockyard.errdefs import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
@@ -155,6 +156,10 @@ class CreateOptions:
         self.no_pivot = no_pivot
         self.no_new_keyring = no_new_keyring
         self.preserve_fds = preserve_fds
+
+
+def _tracer():  # noqa: ANN202 - shim/trace.py, loaded by cli.py only for a traced call
+    return sys.modules.get("dockyard.shim.trace")
 
 
 def _syscalls():  # noqa: ANN202 - lazy: ctypes costs several ms
@@ -306,10 +311,10 @@ class Container:
         os.chmod(fifo, 0o622)
         fifo_fd = os.open(fifo, os.O_PATH | os.O_CLOEXEC)
         undo.append(lambda: os.close(fifo_fd))
-        mgr = _open_manager(linux.get("cgroupsPath"), self.id)
-        mgr.create()
+        tr = _tracer()
+        mgr = _open_manager(linux.get("cgroupsPath"), self.id)  # paths only, nothing made yet
         self._mgr = mgr
-        undo.append(mgr.destroy)
+        undo.append(mgr.destroy)  # before the child's kill in `undo`: runs after it
         console = None
         if opts.console_socket:
             from dockyard.shim.console import connect
@@ -322,6 +327,8 @@ class Container:
         parent, child = Channel.pair()
         undo.append(parent.close)
         restore = _enter_pid_namespace(sc, namespaces)
+        # the init's own spans (namespaces, mounts, ...) nest under this one
+        init_span = tr.begin("init") if tr else None
         try:
             pid = os.fork()
         except BaseException:
@@ -339,9 +346,14 @@ class Container:
         if restore is not None:
             restore()
         self.init_pid = pid
-        mgr.add(pid)
-        parent.send(Msg.PROCEED)
-        msg = parent.recv()
+        # The cgroup is made and joined while the child already unshares and
+        # mounts (it waits for `proceed` only before its cgroup namespace):
+        # the first cgroup.procs write alone costs an RCU grace period.
+        span = tr.begin("cgroup create", path=linux.get("cgroupsPath") or f"/dockyard/{self.id}",
+                        pid=pid) if tr else None
+        msg = _join_cgroup(mgr, pid, parent, create=True)
+        if tr:
+            tr.end(span, version=mgr.to_dict().get("version", ""))
         if msg is not None and msg.get("type") == Msg.HOOKS:
             # the init's namespaces and mounts exist, pivot_root has not happened:
             # runc's procHooks point for prestart and createRuntime
@@ -355,12 +367,17 @@ class Container:
             msg = parent.recv()
         if msg is None or msg.get("type") != Msg.READY:
             raise ShimError(_child_failure(pid, msg))
+        if tr:
+            tr.end(init_span, pid=pid)
         # device rules and limits go on once the init has made its device nodes
         # (runc applies them at procReady too)
         from dockyard.shim.cgroups.devices import with_defaults
         resources = dict(linux.get("resources") or {})
         resources["devices"] = with_defaults(resources.get("devices"), linux.get("devices"))
+        span = tr.begin("cgroup set", resources=",".join(sorted(resources))) if tr else None
         mgr.set(resources)
+        if tr:
+            tr.end(span)
         info = _start_time(pid)
         if info is None:
             raise ShimError("container init exited during create")
@@ -397,6 +414,10 @@ class Container:
             raise FailedPrecondition("cannot start an already running container") from None
         try:
             self._wait_fifo(fd)
+            tr = _tracer()
+            if tr:  # the init execs now; it holds the fifo open until then
+                tr.wait_exec(fd, self.pid,
+                             program=((self.config.get("process") or {}).get("args") or [""])[0])
         finally:
             os.close(fd)
         try:
@@ -505,7 +526,7 @@ class Container:
         """
         from dockyard.shim.init import ExecContext, run_child
         from dockyard.shim.process import preload
-        from dockyard.shim.sync import Channel, Msg
+        from dockyard.shim.sync import Channel
 
         from dockyard.oci.spec import NAMESPACES
 
@@ -516,6 +537,7 @@ class Container:
             raise InvalidArgument("cannot allocate tty if runc will detach without setting "
                                   "console socket")
         seccomp = preload(process, (self.config.get("linux") or {}).get("seccomp"))
+        mgr = self.manager()  # loaded before fork: the child must not wait for the import
         sc = _syscalls()
         ns_fds: dict[str, int] = {}
         try:
@@ -535,6 +557,8 @@ class Container:
         pid_fd = ns_fds.pop("pid", None)
         ctx = ExecContext(ns_fds, process, seccomp, console, preserve_fds)
         parent, child = Channel.pair()
+        tr = _tracer()
+        span = tr.begin("process", program=process["args"][0]) if tr else None
         restore = None
         if pid_fd is not None:
             restore = _join_pid_namespace(sc, pid_fd)
@@ -555,15 +579,17 @@ class Container:
         if console is not None:
             console.close()
         try:
-            if self.manager() is not None:
-                self.manager().add(pid)
-            parent.send(Msg.PROCEED)
-            msg = parent.recv()
+            joined = tr.begin("cgroup join", pid=pid) if tr else None
+            msg = _join_cgroup(mgr, pid, parent)  # None: the program was exec'd
+            if tr:
+                tr.end(joined)
         except BaseException:
             _kill_and_reap(pid)
             raise
         finally:
             parent.close()
+        if tr:
+            tr.end(span, pid=pid, **({"error": msg.get("msg") or "exec failed"} if msg else {}))
         if msg is not None:
             _kill_and_reap(pid)
             raise ShimError(msg.get("msg") or "exec failed", exit_code=255)
@@ -574,6 +600,28 @@ class Container:
         if pid_file:
             write_pid_file(pid_file, pid)
         return wait_forwarding(pid)
+
+
+def _join_cgroup(mgr, pid: int, chan, create: bool = False) -> dict | None:  # noqa: ANN001
+    """Put the child in the container's cgroup, tell it to proceed, return its
+    next message (None: EOF). If the child failed meanwhile, its own error
+    message wins over the cgroup write's (ESRCH, EPIPE)."""
+    from dockyard.shim.sync import Msg
+    try:
+        if mgr is not None:
+            if create:
+                mgr.create()
+            mgr.add(pid)
+        chan.send(Msg.PROCEED)
+    except OSError as err:
+        try:
+            msg = chan.recv()
+        except OSError:
+            msg = None
+        if msg is not None and msg.get("type") == Msg.ERROR:
+            return msg
+        raise err from None
+    return chan.recv()
 
 
 def _child_failure(pid: int, msg: dict | None) -> str:

@@ -15,6 +15,7 @@ children, so the parent enters it right before fork (the child is then pid 1).
 from __future__ import annotations
 
 import os
+import sys
 
 from dockyard.shim import process as proc
 from dockyard.shim._sys import consts
@@ -88,16 +89,16 @@ def run_child(sc: Syscalls, chan: Channel, ctx: InitContext | ExecContext) -> No
         proc.reset_signals()
         # die with the parent until it has let go of us (runc sets the same)
         sc.prctl(consts.PR_SET_PDEATHSIG, _SIGKILL)
-        msg = chan.recv()
-        if msg is None or msg.get("type") != Msg.PROCEED:
-            os._exit(1)
         if isinstance(ctx, InitContext):
             _init(sc, chan, ctx)
         else:
-            _exec(sc, ctx)
+            _exec(sc, chan, ctx)
     except BaseException as err:  # noqa: BLE001 - every failure must reach the parent
         if isinstance(err, proc.ExecError):
             code = 127 if err.errno == 2 else 126
+        tr = sys.modules.get("dockyard.shim.trace")
+        if tr:  # a traced verb: the step that failed, with its error
+            tr.abort(describe(err))
         try:
             chan.send(Msg.ERROR, msg=describe(err))
         except OSError:
@@ -105,8 +106,16 @@ def run_child(sc: Syscalls, chan: Channel, ctx: InitContext | ExecContext) -> No
     os._exit(code)
 
 
-def _namespaces(sc: Syscalls, namespaces: list[dict]) -> int:
-    """Join the namespaces given by path, unshare the new ones; returns the new flags."""
+def _wait_proceed(chan: Channel) -> None:
+    """Block until the parent has put us in the container's cgroup."""
+    msg = chan.recv()
+    if msg is None or msg.get("type") != Msg.PROCEED:
+        os._exit(1)  # the parent gave up (and reports why)
+
+
+def _namespaces(sc: Syscalls, namespaces: list[dict], skip: int = 0) -> int:
+    """Join the namespaces given by path, unshare the new ones (except those in
+    `skip`); returns the flags of the new ones, skipped included."""
     flags = 0
     for ns in namespaces:
         kind = ns["type"]
@@ -128,9 +137,9 @@ def _namespaces(sc: Syscalls, namespaces: list[dict]) -> int:
                 os.close(fd)
         else:
             flags |= CLONE_FLAGS[kind]
-    if flags:
+    if flags & ~skip:
         try:
-            sc.unshare(flags)
+            sc.unshare(flags & ~skip)
         except OSError as err:
             raise OSError(err.errno, f"unshare namespaces {flags:#x}: "
                                      f"{(err.strerror or '').lower()}") from None
@@ -145,14 +154,30 @@ def _init(sc: Syscalls, chan: Channel, ctx: InitContext) -> None:
     process = config["process"]
     os.setsid()
     namespaces = linux.get("namespaces") or []
-    _namespaces(sc, namespaces)
+    # spans of a traced create (shim/trace.py, loaded only then), written before `ready`
+    tr = sys.modules.get("dockyard.shim.trace")
+    span = tr.begin("namespaces") if tr else None
+    # a new cgroup namespace takes the cgroup we are in as its root: it waits
+    # until the parent has moved us (see _join_cgroup below)
+    new = _namespaces(sc, namespaces, skip=consts.CLONE_NEWCGROUP)
+    if tr:
+        tr.end(span, new=",".join(ns["type"] for ns in namespaces if not ns.get("path")),
+               joined=",".join(ns["type"] for ns in namespaces if ns.get("path")))
+        span = tr.begin("mounts", rootfs=ctx.rootfs, count=len(config.get("mounts") or []))
     os.umask(0)
     types = {ns["type"] for ns in namespaces}
     view = rootfs.CgroupView.from_host(ctx.cgroup_paths, "cgroup" in types)
     rootfs.set_propagation(sc, linux.get("rootfsPropagation"))
     rootfs.bind_rootfs(sc, ctx.rootfs)
     mounts = config.get("mounts") or []
-    rootfs.mount_all(sc, ctx.rootfs, ctx.bundle, mounts, view)
+    joined = False
+    for m in mounts:
+        if m.get("type") == "cgroup" and not joined:
+            _join_cgroup(sc, chan, new)
+            joined = True
+        rootfs.mount_one(sc, ctx.rootfs, ctx.bundle, m, view)
+    if not joined:
+        _join_cgroup(sc, chan, new)
     dev_bound = any(m["destination"].rstrip("/") == "/dev" and
                     (m.get("type") == "bind" or "bind" in (m.get("options") or ()) or
                      "rbind" in (m.get("options") or ())) for m in mounts)
@@ -160,6 +185,8 @@ def _init(sc: Syscalls, chan: Channel, ctx: InitContext) -> None:
     terminal = bool(process.get("terminal"))
     if not dev_bound:
         rootfs.dev_symlinks(ctx.rootfs, terminal)
+    if tr:
+        tr.end(span)
     if "uts" in types:
         if config.get("hostname"):
             sc.sethostname(config["hostname"])
@@ -175,10 +202,14 @@ def _init(sc: Syscalls, chan: Channel, ctx: InitContext) -> None:
     # runc creates the cwd before pivot_root: root.readonly comes later
     cwd = rootfs.secure_join(ctx.rootfs, process.get("cwd") or "/")
     os.makedirs(cwd, 0o755, exist_ok=True)
+    span = tr.begin("pivot_root" if not ctx.no_pivot else "move root") if tr else None
     if ctx.no_pivot:
         rootfs.move_root(sc, ctx.rootfs)
     else:
         rootfs.pivot_root(sc, ctx.rootfs)
+    if tr:
+        tr.end(span)
+        span = tr.begin("process setup", user=str((process.get("user") or {}).get("uid", 0)))
     if terminal:
         if ctx.console is None:
             raise OSError(22, "process.terminal is true but no --console-socket was given")
@@ -191,6 +222,8 @@ def _init(sc: Syscalls, chan: Channel, ctx: InitContext) -> None:
     if (config.get("root") or {}).get("readonly"):
         rootfs.readonly_root(sc)
     prepared = proc.prepare(sc, process, ctx.seccomp)
+    if tr:
+        tr.end(span, path=prepared.path)
     sc.prctl(consts.PR_SET_PDEATHSIG, 0)
     chan.send(Msg.READY)
     # Block until `start` opens the fifo for reading (runc's exec.fifo). The fd
@@ -198,7 +231,8 @@ def _init(sc: Syscalls, chan: Channel, ctx: InitContext) -> None:
     # /proc/self/fd works after pivot_root and the user switch.
     fd = os.open(f"/proc/self/fd/{ctx.fifo_fd}", os.O_WRONLY | os.O_CLOEXEC)
     os.write(fd, b"0")
-    os.close(fd)
+    # fd stays open: close-on-exec ends it at the execve, the end-of-file a traced
+    # `start` waits for to time the exec
     os.close(ctx.fifo_fd)
     _container_hooks("startContainer", config.get("hooks") or {}, ctx)
     proc.finish(sc, prepared, ctx.preserve_fds)
@@ -218,6 +252,16 @@ def _container_hooks(kind: str, hooks: dict, ctx: InitContext) -> None:
     run_hooks(kind, hooks[kind], state)
 
 
+def _join_cgroup(sc: Syscalls, chan: Channel, new: int) -> None:
+    _wait_proceed(chan)
+    if new & consts.CLONE_NEWCGROUP:
+        try:
+            sc.unshare(consts.CLONE_NEWCGROUP)
+        except OSError as err:
+            raise OSError(err.errno, "unshare the cgroup namespace: "
+                                     f"{(err.strerror or '').lower()}") from None
+
+
 def proc_terminal(sock: _socket.socket, size: dict | None) -> str:
     from dockyard.shim.console import setup_terminal  # preloaded before fork
     return setup_terminal(sock, size)
@@ -228,7 +272,10 @@ def proc_terminal(sock: _socket.socket, size: dict | None) -> str:
 _JOIN_ORDER = ("ipc", "uts", "network", "cgroup", "mount")
 
 
-def _exec(sc: Syscalls, ctx: ExecContext) -> None:
+def _exec(sc: Syscalls, chan: Channel, ctx: ExecContext) -> None:
+    tr = sys.modules.get("dockyard.shim.trace")  # a traced exec (shim/trace.py)
+    span = tr.begin("namespaces", joined=",".join(k for k in _JOIN_ORDER if k in ctx.ns_fds)) \
+        if tr else None
     for kind in _JOIN_ORDER:
         fd = ctx.ns_fds.get(kind)
         if fd is None:
@@ -239,12 +286,18 @@ def _exec(sc: Syscalls, ctx: ExecContext) -> None:
             raise OSError(err.errno, f"join the container's {kind} namespace: "
                                      f"{(err.strerror or '').lower()}") from None
         os.close(fd)
+    if tr:
+        tr.end(span)
     process = ctx.process
+    _wait_proceed(chan)
     if process.get("terminal"):
         os.setsid()
         if ctx.console is None:
             raise OSError(22, "process.terminal is true but no --console-socket was given")
         proc_terminal(ctx.console, process.get("consoleSize"))
+    span = tr.begin("process setup") if tr else None
     prepared = proc.prepare(sc, process, ctx.seccomp)
+    if tr:
+        tr.end(span, path=prepared.path)
     sc.prctl(consts.PR_SET_PDEATHSIG, 0)
     proc.finish(sc, prepared, ctx.preserve_fds)
