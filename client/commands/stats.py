@@ -97,6 +97,27 @@ class _Follower(threading.Thread):
             self.error = str(e)
 
 
+def _watch_events(ctx: Context, followers: list[_Follower], lock: threading.Lock,
+                  trunc: bool, show_all: bool) -> None:
+    filters = {"type": {"container": True},
+               "event": {"start": True, "die": True, "destroy": True}}
+    try:
+        resp = ctx.client.request("GET", "/events", params={"filters": filters})
+        for ev in resp.iter_json():
+            cid = (ev.get("Actor") or {}).get("ID") or ev.get("id") or ""
+            action = ev.get("Action") or ev.get("status")
+            with lock:
+                known = {f.name_ for f in followers}
+                if action == "start" and cid and cid not in known:
+                    f = _Follower(ctx, cid, trunc)
+                    followers.append(f)
+                    f.start()
+                elif action == "destroy" or (action == "die" and not show_all):
+                    followers[:] = [f for f in followers if f.name_ != cid]
+    except Exception:  # noqa: BLE001 -- the table keeps what it has
+        return
+
+
 def _render(ctx: Context, rows: list[dict[str, str]], fmt: str | None) -> None:
     try:
         output.render_rows(rows, fmt, TABLE, HEADERS, ctx.out)
@@ -127,6 +148,11 @@ def stats(ctx: Context, ns: argparse.Namespace) -> int:
     followers = [_Follower(ctx, n, trunc) for n in names]
     for f in followers:
         f.start()
+    lock = threading.Lock()
+    if not ns.containers:
+        # like docker: containers that start later join the table, removed ones leave it
+        threading.Thread(target=_watch_events, args=(ctx, followers, lock, trunc, ns.all),
+                         daemon=True, name="dockyard-stats-events").start()
     tty = False
     try:
         import os
@@ -136,16 +162,18 @@ def stats(ctx: Context, ns: argparse.Namespace) -> int:
         pass
     while True:
         time.sleep(1.0)
-        errors = [f for f in followers if f.error]
-        if errors and len(errors) == len(followers):
+        with lock:
+            current = list(followers)
+        errors = [f for f in current if f.error]
+        if errors and len(errors) == len(current) and ns.containers:
             raise CLIError("\n".join(f"Error response from daemon: {f.error}" for f in errors),
                            1)
-        rows = [f.row for f in followers if f.row is not None]
+        rows = [f.row for f in current if f.row is not None and not f.error]
         if tty:
             ctx.out.write("\x1b[2J\x1b[H")
         _render(ctx, rows, ns.format)
         ctx.out.flush()
-        if followers and not any(f.is_alive() for f in followers):
+        if ns.containers and not any(f.is_alive() for f in current):
             return 0
 
 

@@ -248,3 +248,26 @@ def test_exec_it_under_a_pty(engine):
         assert child.exitstatus == 7
     finally:
         engine.cli("rm", "-f", n)
+
+
+def test_stats_stream_picks_up_containers_that_start_later(engine):
+    import subprocess
+    import time
+
+    n = name()
+    proc = subprocess.Popen([*DOCKYARD, "stats", "--format", "{{.Name}} {{.PIDs}}"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=engine.env)
+    try:
+        time.sleep(1.5)
+        assert engine.cli("run", "-d", "--name", n, "busybox", "sleep", "300").returncode == 0
+        deadline = time.monotonic() + 30
+        seen = False
+        while time.monotonic() < deadline and not seen:
+            line = proc.stdout.readline()
+            seen = line.strip() == f"{n} 1"
+        assert seen
+    finally:
+        proc.kill()
+        proc.wait(10)
+        engine.cli("rm", "-f", n)
