@@ -129,7 +129,8 @@ class Daemon:
         attrs.update(extra)
         return attrs
 
-    def _event(self, c: Container, action: str, **extra: str) -> None:
+    def emit(self, c: Container, action: str, **extra: str) -> None:
+        """Publish a container event (Docker's Actor attributes: labels, image, name)."""
         self.events.publish("container", action, c.id, self._attrs(c, **extra))
 
     async def save(self, c: Container) -> None:
@@ -201,7 +202,7 @@ class Daemon:
                         self.rt(c.id).oom = True
                         if c.state.status == "exited" and not c.state.oom_killed:
                             c.state.oom_killed = True
-                            self._event(c, "oom")
+                            self.emit(c, "oom")
                             await self.save(c)
             except asyncio.CancelledError:
                 raise
@@ -285,7 +286,7 @@ class Daemon:
                 pass
             raise
         self.containers[c.id] = c
-        self._event(c, "create")
+        self.emit(c, "create")
         return c.id, warnings
 
     def _validate_host_config(self, hc: dict[str, Any]) -> None:
@@ -407,7 +408,7 @@ class Daemon:
         c.state = State(status="running", pid=pid, started_at=time.time(),
                         health=self._initial_health(c))
         await self.save(c)
-        self._event(c, "start")
+        self.emit(c, "start")
         self._watch(c)
         self._start_health(c)
 
@@ -507,9 +508,9 @@ class Daemon:
         c.state.oom_killed = bool(status.oom_killed or deleted.oom_killed or rt.oom)
         rt.oom = False
         if c.state.oom_killed:
-            self._event(c, "oom")
+            self.emit(c, "oom")
         ran_for = c.state.finished_at - c.state.started_at
-        self._event(c, "die", exitCode=str(code))
+        self.emit(c, "die", exitCode=str(code))
         restart = (not self._shutting_down and not c.manually_stopped
                    and self._should_restart(c, code))
         if restart:
@@ -548,7 +549,7 @@ class Daemon:
                 c.restart_count += 1
                 try:
                     await self._start(c)
-                    self._event(c, "restart")
+                    self.emit(c, "restart")
                 except errdefs.EngineError as err:
                     log.warning("restart failed container_id=%s err=%s", c.id, err)
                     c.state.status = "exited"
@@ -592,7 +593,7 @@ class Daemon:
                 f"Cannot kill container: {ref}: Container {c.id} is not running")
         if sig == 9:
             c.manually_stopped = True if self._policy(c) != "always" else c.manually_stopped
-        self._event(c, "kill", signal=str(sig))
+        self.emit(c, "kill", signal=str(sig))
         await self.manager.kill_task(c.id, sig)
 
     def _policy(self, c: Container) -> str:
@@ -608,14 +609,14 @@ class Daemon:
                 rt.restart.cancel()
             c.state.status = "exited"
             await self.save(c)
-            self._event(c, "stop")
+            self.emit(c, "stop")
             return
         if c.state.status not in ("running", "paused"):
             raise errdefs.NotModified("container already stopped")
         c.manually_stopped = True
         await self.save(c)
         await self._stop(c, timeout, signal)
-        self._event(c, "stop")
+        self.emit(c, "stop")
 
     async def _stop(self, c: Container, timeout: int | None, signal: str | None = None) -> None:
         rt = self.rt(c.id)
@@ -631,7 +632,7 @@ class Daemon:
             except errdefs.EngineError:
                 pass
         if sig != 9:
-            self._event(c, "kill", signal=str(sig))
+            self.emit(c, "kill", signal=str(sig))
             try:
                 await self.manager.kill_task(c.id, sig)
             except errdefs.NotFound:
@@ -641,7 +642,7 @@ class Daemon:
                 return
             except TimeoutError:
                 pass
-        self._event(c, "kill", signal="9")
+        self.emit(c, "kill", signal="9")
         try:
             await self.manager.kill_task(c.id, 9)
         except (errdefs.NotFound, errdefs.FailedPrecondition):
@@ -659,7 +660,7 @@ class Daemon:
             if c.state.status != "running":
                 c.manually_stopped = False
                 await self._start(c)
-        self._event(c, "restart")
+        self.emit(c, "restart")
 
     # --- remove -------------------------------------------------------------------------
 
@@ -712,7 +713,7 @@ class Daemon:
         shutil.rmtree(c.root, ignore_errors=True)
         del self.containers[c.id]
         self.names.release(c.id)
-        self._event(c, "destroy")
+        self.emit(c, "destroy")
         self._notify(c, "removed", c.state.exit_code)
         for condition in ("next-exit", "not-running"):
             self._notify(c, condition, c.state.exit_code)
@@ -732,7 +733,7 @@ class Daemon:
         self.names.rename(c.id, old, full)
         c.name = full
         await self.save(c)
-        self._event(c, "rename", oldName=old)
+        self.emit(c, "rename", oldName=old)
 
     async def pause(self, ref: str) -> None:
         c = self.get(ref)
@@ -743,7 +744,7 @@ class Daemon:
         await self.manager.pause_task(c.id)
         c.state.status = "paused"
         await self.save(c)
-        self._event(c, "pause")
+        self.emit(c, "pause")
 
     async def unpause(self, ref: str) -> None:
         c = self.get(ref)
@@ -752,7 +753,7 @@ class Daemon:
         await self.manager.resume_task(c.id)
         c.state.status = "running"
         await self.save(c)
-        self._event(c, "unpause")
+        self.emit(c, "unpause")
 
     async def update(self, ref: str, body: dict[str, Any]) -> list[str]:
         c = self.get(ref)
@@ -774,7 +775,7 @@ class Daemon:
             await self.manager.update_task(c.id, spec["linux"]["resources"])
         c.host_config.update(changes)
         await self.save(c)
-        self._event(c, "update")
+        self.emit(c, "update")
         return []
 
     # --- health checks ------------------------------------------------------------------
@@ -834,7 +835,7 @@ class Daemon:
                     health["Status"] = "unhealthy"
             c.state.health = health
             if health["Status"] != old:
-                self._event(c, f"health_status: {health['Status']}")
+                self.emit(c, f"health_status: {health['Status']}")
             await self.save(c)
 
     async def _probe(self, c: Container, argv: list[str], timeout: float) -> tuple[int, str]:
@@ -920,7 +921,7 @@ class Daemon:
         exec_id = ids.new_id()
         self.execs[exec_id] = ExecRecord(id=exec_id, container_id=c.id, config=cfg)
         c.exec_ids.append(exec_id)
-        self._event(c, f"exec_create: {' '.join(cfg['Cmd'])}", execID=exec_id)
+        self.emit(c, f"exec_create: {' '.join(cfg['Cmd'])}", execID=exec_id)
         return exec_id
 
     def get_exec(self, exec_id: str) -> ExecRecord:
@@ -962,7 +963,7 @@ class Daemon:
                 pass
             raise
         rec.running = True
-        self._event(c, f"exec_start: {' '.join(rec.config.get('Cmd') or [])}", execID=rec.id)
+        self.emit(c, f"exec_start: {' '.join(rec.config.get('Cmd') or [])}", execID=rec.id)
 
     async def exec_finish(self, rec: ExecRecord, c: Container) -> int:
         """Wait for a started exec, clean it up, return its exit code."""
@@ -975,7 +976,7 @@ class Daemon:
                 await self.manager.delete_process(c.id, rec.id)
             except errdefs.EngineError:
                 pass
-        self._event(c, "exec_die", execID=rec.id, exitCode=str(rec.exit_code))
+        self.emit(c, "exec_die", execID=rec.id, exitCode=str(rec.exit_code))
         return rec.exit_code
 
     # --- top ----------------------------------------------------------------------------

@@ -74,7 +74,7 @@ async def archive_put(request: Request, ref: str, path: str | None = None,
         async with rootfs.container_root(daemon.manager, c) as root:
             await asyncio.to_thread(rootfs.extract_tar, root, p, spool,
                                     qbool(noOverwriteDirNonDir), qbool(copyUIDGID))
-    daemon._event(c, "extract-to-dir")
+    daemon.emit(c, "extract-to-dir")
     return Response(status_code=200)
 
 
@@ -97,5 +97,5 @@ async def export(ref: str, *, daemon: DaemonDep) -> Response:
         async for data in source:
             yield data
 
-    daemon._event(c, "export")
+    daemon.emit(c, "export")
     return StreamingResponse(body(), media_type="application/x-tar")

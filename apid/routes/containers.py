@@ -337,12 +337,12 @@ async def attach(request: Request, ref: str, stream: str | None = None,
         finally:
             if gate is not None:
                 gate[1].set()
-        daemon._event(c, "attach")
+        daemon.emit(c, "attach")
         detached = await attach_mod.pump(raw, session, tty=c.tty, stdin=want_in,
                                          stdin_once=bool(c.config.get("StdinOnce")),
                                          detach_keys=keys)
         if detached:
-            daemon._event(c, "detach")
+            daemon.emit(c, "detach")
     except errdefs.EngineError:
         pass
     finally:
@@ -367,7 +367,7 @@ async def resize(ref: str, h: int = 0, w: int = 0,
     if c.state.status not in ("running", "paused"):
         raise errdefs.FailedPrecondition(f"Container {c.id} is not running")
     await daemon.manager.resize(c.id, "", w, h)
-    daemon._event(c, "resize", height=str(h), width=str(w))
+    daemon.emit(c, "resize", height=str(h), width=str(w))
     return Response(status_code=200)
 
 

@@ -278,5 +278,5 @@ async def commit(request: Request, container: str = "", repo: str | None = None,
     reference = f"{repo}:{tag or 'latest'}" if repo else ""
     image_id = await daemon.manager.commit(c.id, reference, author or "", comment or "",
                                            changes or [], config)
-    daemon._event(c, "commit", comment=comment or "")
+    daemon.emit(c, "commit", comment=comment or "")
     return JSONResponse({"Id": image_id}, status_code=201)
