@@ -94,8 +94,10 @@ def bench(runs: int, runc_path: str) -> dict[str, dict[str, float]]:
         true_bundle = busybox.make_bundle(tmp / "true", busybox.base_config(["/bin/true"]))
         sleep_bundle = busybox.make_bundle(tmp / "sleep", busybox.base_config(["sleep", "600"]),
                                            rootfs=true_bundle / "rootfs")
-        runtimes = [Runtime("shim", launcher(tmp), tmp / "shim-root"),
-                    Runtime("runc", runc_path, tmp / "runc-root")]
+        # state dirs on tmpfs, as /run is on normal hosts (not on these VMs)
+        run_dir = Path(tempfile.mkdtemp(prefix="dy-bench-", dir="/dev/shm"))
+        runtimes = [Runtime("shim", launcher(tmp), run_dir / "shim-root"),
+                    Runtime("runc", runc_path, run_dir / "runc-root")]
         for rt in runtimes:  # warm caches (page cache, pyc) before measuring
             rt.run(true_bundle)
             call([*rt.base, "run", "--detach", "--bundle", str(sleep_bundle), "sleeper"])
@@ -113,6 +115,7 @@ def bench(runs: int, runc_path: str) -> dict[str, dict[str, float]]:
         for rt in runtimes:
             call([*rt.base, "delete", "--force", "sleeper"])
         reap_all()
+        shutil.rmtree(run_dir, ignore_errors=True)
         return {op: {name: statistics.median(v) * 1000 for name, v in per.items()}
                 for op, per in times.items()}
     finally:
