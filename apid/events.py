@@ -89,8 +89,10 @@ class EventBus:
     """publish() from the daemon, subscribe() from GET /events."""
 
     def __init__(self, keep: int = 1024) -> None:
-        self._log: collections.deque[dict[str, Any]] = collections.deque(maxlen=keep)
+        self._log: collections.deque[tuple[int, dict[str, Any]]] = collections.deque(
+            maxlen=keep)
         self._subs: set[asyncio.Queue] = set()
+        self._seq = 0
 
     def publish(self, kind: str, action: str, actor_id: str,
                 attributes: dict[str, str] | None = None) -> dict[str, Any]:
@@ -102,9 +104,10 @@ class EventBus:
             msg = {"status": action, "id": actor_id,
                    **({"from": attributes.get("image", "")} if kind == "container" and attributes
                       else {}), **msg}
-        self._log.append(msg)
+        self._seq += 1
+        self._log.append((self._seq, msg))
         for queue in list(self._subs):
-            queue.put_nowait(msg)
+            queue.put_nowait((self._seq, msg))
         return msg
 
     async def subscribe(self, since: float | None, until: float | None,
@@ -112,11 +115,13 @@ class EventBus:
         """Past events since `since`, then live ones until `until` (or forever)."""
         queue: asyncio.Queue = asyncio.Queue()
         self._subs.add(queue)
+        last = 0  # replayed up to this sequence number: live copies of those are skipped
         try:
             now = time.time()
             if since is not None:
-                for msg in list(self._log):
+                for seq, msg in list(self._log):
                     t = msg["timeNano"] / 1e9
+                    last = seq
                     if t >= since and (until is None or t <= until) and _matches(msg, filters):
                         yield msg
             if until is not None and until <= now:
@@ -124,9 +129,11 @@ class EventBus:
             while True:
                 timeout = None if until is None else max(0.0, until - time.time())
                 try:
-                    msg = await asyncio.wait_for(queue.get(), timeout)
+                    seq, msg = await asyncio.wait_for(queue.get(), timeout)
                 except TimeoutError:
                     return
+                if seq <= last:
+                    continue
                 if since is not None and msg["timeNano"] / 1e9 < since:
                     continue
                 if _matches(msg, filters):

@@ -224,3 +224,28 @@ def test_traceparent_records_request_span(env, tmp_path):
     assert spans[0]["attrs"]["http.status"] == 200 and spans[0]["service"] == "apid"
     assert client.get("/v1/traces/" + "1" * 32).status_code == 404
     assert client.get("/v1/traces/nothex").status_code == 400
+
+
+def test_event_bus_replay_then_live_without_duplicates():
+    import asyncio
+
+    from dockyard.apid.events import EventBus
+
+    async def scenario():
+        bus = EventBus()
+        bus.publish("container", "create", "a" * 64, {"name": "x", "image": "busybox"})
+        got = []
+
+        async def consume():
+            async for msg in bus.subscribe(0, None, {"type": ["container"]}):
+                got.append(msg["Action"])
+                if len(got) == 1:
+                    bus.publish("container", "start", "a" * 64, {"name": "x"})
+                    bus.publish("network", "connect", "n", {})
+                if len(got) == 2:
+                    return
+
+        await asyncio.wait_for(consume(), 5)
+        return got
+
+    assert asyncio.run(scenario()) == ["create", "start"]
