@@ -237,8 +237,30 @@ class Managerd:
             stub.Wait(tpb.WaitRequest(container_id=cid))
             th.remove_container(self.client, cid)
 
+    def _in_dir(self, prefix: str) -> list[int]:
+        out = []
+        for pid in os.listdir("/proc"):
+            try:
+                if pid.isdigit() and os.readlink(f"/proc/{pid}/cwd").startswith(prefix):
+                    out.append(int(pid))
+            except OSError:
+                continue
+        return out
+
     def monitors(self) -> list[int]:
-        return pids_matching("_process", f"{self.work}/state")
+        """Monitor processes: each works in its task's directory."""
+        return self._in_dir(f"{self.work}/state/tasks/")
+
+    def zygotes(self) -> list[int]:
+        return self._in_dir(f"{self.work}/state/monitors")
+
+    def daemon(self) -> tuple[int, int]:
+        """managerd's own (RSS, PSS), its monitor zygote included."""
+        rss, pss = rss_pss(self.proc.pid)
+        for pid in self.zygotes():
+            r, p = rss_pss(pid)
+            rss, pss = rss + r, pss + p
+        return rss, pss
 
     def stop(self) -> None:
         if self.proc is None:
@@ -257,7 +279,7 @@ class Managerd:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-        for pid in self.monitors():
+        for pid in self.monitors() + self.zygotes():
             os.kill(pid, 9)
         _unmount_under(str(self.work))
 
@@ -315,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
 
         # 2. memory with `count` sleeping containers
         cd_idle = rss_pss(cd.proc.pid)
-        md_idle = rss_pss(md.proc.pid)
+        md_idle = md.daemon()
         for i in range(a.count):
             cd.ctr("run", "-d", IMAGE, f"s{i}", "sleep", "100000")
             md.run(f"s{i}", ["sleep", "100000"], runc or md.shim, wait=False)
@@ -325,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
         results["mem"] = {
             "containerd": (cd_idle, rss_pss(cd.proc.pid), len(shims),
                            sum(r for r, _ in shims), sum(p for _, p in shims)),
-            "managerd": (md_idle, rss_pss(md.proc.pid), len(mons),
+            "managerd": (md_idle, md.daemon(), len(mons),
                          sum(r for r, _ in mons), sum(p for _, p in mons)),
         }
     finally:
@@ -352,7 +374,7 @@ def report(r: dict, a) -> str:
               "RSS per container | PSS per container | daemon growth per container |",
               "| --- | --- | --- | --- | --- | --- |"]
     for name, label in (("containerd", "containerd + containerd-shim-runc-v2"),
-                        ("managerd", "managerd + monitors")):
+                        ("managerd", "managerd (+ monitor zygote) + monitors")):
         idle, loaded, n, rss, pss = r["mem"][name]
         lines.append(f"| {label} | {idle[0]} -> {loaded[0]} | {n} | {rss // max(n, 1)} | "
                      f"{pss // max(n, 1)} | {(loaded[0] - idle[0]) // a.count} |")
