@@ -35,7 +35,7 @@ from typing import BinaryIO, Protocol
 
 from dockyard.errdefs import InvalidArgument
 
-__all__ = ["LayerError", "ApplyResult", "apply_layer", "ChunkReader", "decompressed",
+__all__ = ["LayerError", "NeedsParents", "ApplyResult", "apply_layer", "inherit_dir_attrs", "ChunkReader", "decompressed",
            "HashingReader", "WHITEOUT_PREFIX", "OPAQUE", "OVERLAY_OPAQUE_XATTR"]
 
 WHITEOUT_PREFIX = ".wh."
@@ -47,6 +47,10 @@ _MAX_LINKS = 40  # symlink hops while resolving one path (Linux's MAXSYMLINKS)
 
 class LayerError(InvalidArgument):
     """A layer that cannot be applied: unsafe entry, bad data, digest mismatch."""
+
+
+class NeedsParents(LayerError):
+    """A hard link names a file of a lower layer, and no lowers were given."""
 
 
 class _Readable(Protocol):
@@ -185,6 +189,9 @@ class ApplyResult:
     diff_id: str
     tar_size: int  # bytes of uncompressed tar
     size: int  # bytes of regular file content written
+    # parent dirs the tar did not list, created here: they take a lower layer's
+    # attributes (inherit_dir_attrs) when the lowers were not known at apply time
+    implicit_dirs: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -196,6 +203,8 @@ class _Applier:
     dirs: dict[str, str] = field(default_factory=dict)  # rel dir -> real abs dir
     written: set[str] = field(default_factory=set)  # rel paths this layer created
     dir_times: list[tuple[str, int]] = field(default_factory=list)
+    implicit: set[str] = field(default_factory=set)
+    standalone: bool = False  # applying ahead of the lowers (into a staging dir)
     size: int = 0
 
     def fail(self, name: str, why: str) -> LayerError:
@@ -263,16 +272,8 @@ class _Applier:
     def mkparent(self, path: str, rel: list[str]) -> None:
         """Create a missing parent dir, with the attributes a lower layer gives it (containerd)."""
         os.mkdir(path, 0o755)
-        for lower in self.parents:
-            try:
-                st = os.lstat(os.path.join(lower, *rel))
-            except OSError:
-                continue
-            if stat.S_ISDIR(st.st_mode):
-                os.chown(path, st.st_uid, st.st_gid)
-                os.chmod(path, stat.S_IMODE(st.st_mode))
-                os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
-            break
+        self.implicit.add("/".join(rel))
+        _inherit(path, rel, self.parents)
 
     def forget(self, rel: str) -> None:
         """Drop cached dir resolutions at or under rel (a dir or symlink being replaced)."""
@@ -295,6 +296,14 @@ class _Applier:
             os.unlink(path)
         if stat.S_ISDIR(st.st_mode) or stat.S_ISLNK(st.st_mode):
             self.forget(rel)
+            # resolutions cached under another name (through a symlink) and pending
+            # dir mtimes may run through this real path too: a symlink put here
+            # next would send them out of the root
+            under = path + "/"
+            for k in [k for k, v in self.dirs.items() if v == path or v.startswith(under)]:
+                del self.dirs[k]
+            self.dir_times = [(p, t) for p, t in self.dir_times
+                              if p != path and not p.startswith(under)]
 
     # entries
 
@@ -334,6 +343,7 @@ class _Applier:
             self.attrs(path, ti, is_dir=True)
             self.dirs[rel] = path
             self.written.add(rel)
+            self.implicit.discard(rel)
             return
         self.remove(path, rel)
         if ti.isreg():
@@ -444,8 +454,11 @@ class _Applier:
                     st = os.lstat(src)
                     os.chown(dst, st.st_uid, st.st_gid, follow_symlinks=False)
                 return dst
-        raise self.fail(name, f"hard link target {'/'.join(tparts)!r} is not in this layer "
+        err = self.fail(name, f"hard link target {'/'.join(tparts)!r} is not in this layer "
                               "or below")
+        if not self.parents and self.standalone:
+            raise NeedsParents(str(err))
+        raise err
 
     def whiteout(self, parent: str, parts: list[str], base: str, name: str) -> None:
         prel = "/".join(parts[:-1])
@@ -472,7 +485,7 @@ class _Applier:
 
 def apply_layer(src: _Readable, root: str | os.PathLike, *, compression: str = "none",
                 overlay: bool = False, parents: Iterable[str] = (),
-                layer: str = "") -> ApplyResult:
+                layer: str = "", standalone: bool = False) -> ApplyResult:
     """Apply one (compressed) layer stream to root and return its diff_id.
 
     Args:
@@ -482,6 +495,8 @@ def apply_layer(src: _Readable, root: str | os.PathLike, *, compression: str = "
         overlay: write whiteouts as overlayfs whiteouts (upper dir) instead of deleting.
         parents: lower directories, topmost first (overlay: hard-link targets, parent attrs).
         layer: the layer's name in error messages (its digest).
+        standalone: the lowers exist but are not given (unpacking ahead of them):
+            a hard link into them raises NeedsParents, so the caller can retry later.
 
     Returns:
         ApplyResult with the diff_id (sha256 of the whole uncompressed stream).
@@ -490,7 +505,7 @@ def apply_layer(src: _Readable, root: str | os.PathLike, *, compression: str = "
         LayerError: an unsafe or malformed entry, or an unreadable stream.
     """
     reader = HashingReader(decompressed(src, compression))
-    applier = _Applier(os.fspath(root), overlay, list(parents), layer)
+    applier = _Applier(os.fspath(root), overlay, list(parents), layer, standalone=standalone)
     try:
         # "r:" on a forward-only stream: tarfile reads headers straight from it
         # (its "r|" stream wrapper re-copies its buffer on every header read)
@@ -508,7 +523,30 @@ def apply_layer(src: _Readable, root: str | os.PathLike, *, compression: str = "
         if type(err).__module__.startswith("zstandard") or "zstd" in type(err).__name__.lower():
             raise LayerError(f"layer {layer}: zstd: {err}") from err
         raise
-    return ApplyResult(reader.digest(), reader.size, applier.size)
+    return ApplyResult(reader.digest(), reader.size, applier.size, sorted(applier.implicit))
+
+
+def _inherit(path: str, rel: list[str], parents: Iterable[str]) -> None:
+    for lower in parents:
+        try:
+            st = os.lstat(os.path.join(lower, *rel))
+        except OSError:
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            os.chown(path, st.st_uid, st.st_gid)
+            os.chmod(path, stat.S_IMODE(st.st_mode))
+            os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+        return
+
+
+def inherit_dir_attrs(root: str, rels: Iterable[str], parents: Iterable[str]) -> None:
+    """Give dirs a layer created implicitly the attributes lower layers have for them
+    (for layers unpacked before their lowers were known)."""
+    parents = list(parents)
+    for rel in rels:
+        path = os.path.join(root, rel)
+        if os.path.isdir(path) and not os.path.islink(path):
+            _inherit(path, rel.split("/"), parents)
 
 
 def open_file_chunks(f: BinaryIO) -> Iterator[bytes]:

@@ -14,16 +14,30 @@ order and starts while the first layer still downloads.
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
+import shutil
+import tempfile
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from dockyard.errdefs import AlreadyExists, InvalidArgument, NotFound
 
 from . import mediatypes, platforms
 from . import reference as refs
-from .apply import COPY_CHUNK, ChunkReader, LayerError, apply_layer
+from .apply import (
+    COPY_CHUNK,
+    OVERLAY_OPAQUE_XATTR,
+    ApplyResult,
+    ChunkReader,
+    LayerError,
+    NeedsParents,
+    apply_layer,
+    inherit_dir_attrs,
+)
 from .auth import Credentials
 from .fetch import OVERFLOW, Tap
 from .manifest import (
@@ -52,6 +66,7 @@ __all__ = ["PullResult", "pull"]
 log = logging.getLogger(__name__)
 
 LEASE_TTL_NS = 3600 * 10**9
+STAGE_WORKERS = 2  # layers unpacked at once ahead of their parents (overlayfs)
 
 
 @dataclass
@@ -162,6 +177,17 @@ def pull(svc, ns: str, text: str, *, platform: str = "", credentials: Credential
             futures[i] = fut
             if started and tap:
                 taps[i] = tap
+        # overlayfs layers do not need their parents' files to be unpacked: unpack
+        # them side by side into staging dirs, then move each into its snapshot in
+        # order (dockerd and containerd unpack one layer after the other)
+        staged = {}
+        if snapshotter == "overlayfs" and svc.staging_root:
+            stager = ThreadPoolExecutor(STAGE_WORKERS, thread_name_prefix="unpack")
+            for i, layer in enumerate(image.layers):
+                if i > top_present:
+                    staged[i] = stager.submit(_stage, svc, ns, layer, taps.get(i),
+                                              futures.get(i), progress)
+            stager.shutdown(wait=False)
         for i, layer in enumerate(image.layers):
             sid = short_id(layer.digest)
             if i <= top_present:
@@ -170,11 +196,19 @@ def pull(svc, ns: str, text: str, *, platform: str = "", credentials: Credential
                     progress(Progress(sid, EXISTS))
                 continue
             parent = chains[i - 1] if i else ""
+            stage = None
+            if i in staged:
+                try:
+                    stage = staged[i].result()
+                except NeedsParents:  # a hard link into a lower layer: unpack in place
+                    stage = None
             if svc.snapshot_exists(ns, snapshotter, chains[i]):  # a concurrent pull did it
                 progress(Progress(sid, EXISTS))
                 continue
-            _unpack(svc, ns, snapshotter, layer, diff_ids[i], chains[i], parent, lease,
-                    taps.get(i), futures.get(i), progress)
+            if stage is None or not _place(svc, ns, snapshotter, stage, layer, diff_ids[i],
+                                           chains[i], parent, lease):
+                _unpack(svc, ns, snapshotter, layer, diff_ids[i], chains[i], parent, lease,
+                        None if i in staged else taps.get(i), futures.get(i), progress)
             progress(Progress(sid, DONE))
         for fut in futures.values():
             fut.result()
@@ -183,6 +217,13 @@ def pull(svc, ns: str, text: str, *, platform: str = "", credentials: Credential
         ok = True
         return PullResult(name, target, man_desc, image.config, up_to_date, chains)
     finally:
+        for fut in staged.values() if "staged" in locals() else ():
+            fut.cancel()
+            if not fut.cancelled():
+                try:
+                    shutil.rmtree(fut.result(timeout=600).dir, ignore_errors=True)
+                except Exception:  # noqa: BLE001 (its error is reported by the loop above)
+                    pass
         for job in jobs:
             svc.fetcher.release(job)
         if not ok:
@@ -192,6 +233,78 @@ def pull(svc, ns: str, text: str, *, platform: str = "", credentials: Credential
                 except Exception:  # noqa: BLE001 (cancelled or still running: gc handles it)
                     pass
         svc.end_lease(ns, lease, collect=not ok)
+
+
+@dataclass
+class _Staged:
+    dir: str
+    result: ApplyResult
+
+
+def _stage(svc, ns: str, layer: Descriptor, tap: Tap | None, future,
+           progress: ProgressFn) -> _Staged:
+    """Unpack a layer (overlay form) into a fresh staging dir; its blob verified too."""
+    d = tempfile.mkdtemp(prefix="layer-", dir=svc.staging_root)
+    try:
+        os.chmod(d, 0o755)
+        fut = future if future is not None else _Done()
+        reader = ChunkReader(_layer_chunks(tap, fut, lambda: svc.content.open(ns, layer.digest)))
+        sid = short_id(layer.digest)
+        progress(Progress(sid, EXTRACTING, 0, layer.size))
+        result = apply_layer(_Counting(reader, sid, layer.size, progress), d,
+                             compression=mediatypes.compression(layer.media_type), overlay=True,
+                             layer=layer.digest, standalone=True)
+        fut.result()
+        progress(Progress(sid, EXTRACTING, layer.size, layer.size))
+        return _Staged(d, result)
+    except BaseException:
+        shutil.rmtree(d, ignore_errors=True)
+        raise
+
+
+def _place(svc, ns: str, snapshotter: str, stage: _Staged, layer: Descriptor, diff_id: str,
+           chain: str, parent: str, lease: str) -> bool:
+    """Move a staged layer into a new snapshot on its parent and commit it.
+
+    Returns False (nothing done) when the staging dir is on another filesystem.
+    """
+    try:
+        if stage.result.diff_id != diff_id:
+            raise LayerError(f"layer {layer.digest}: unpacked content has diff_id "
+                             f"{stage.result.diff_id}, but the image config says {diff_id}")
+        key = f"extract-{uuid.uuid4().hex}-{chain}"
+        mounts = svc.snapshots.prepare(ns, snapshotter, key, parent, lease=lease)
+        committed = False
+        try:
+            root, lowers, _ = _target(mounts, snapshotter)
+            try:
+                for name in os.listdir(stage.dir):
+                    os.rename(os.path.join(stage.dir, name), os.path.join(root, name))
+            except OSError as err:
+                if err.errno == errno.EXDEV:
+                    return False
+                raise
+            try:
+                os.setxattr(root, OVERLAY_OPAQUE_XATTR,
+                            os.getxattr(stage.dir, OVERLAY_OPAQUE_XATTR))
+            except OSError:
+                pass  # no opaque marker at the layer's root (the usual case)
+            inherit_dir_attrs(root, stage.result.implicit_dirs, lowers)
+            try:
+                svc.snapshots.commit(ns, snapshotter, chain, key,
+                                     labels={SIZE_LABEL: str(stage.result.size)}, lease=lease)
+                committed = True
+            except AlreadyExists:
+                pass  # another pull committed the same chain first: ours goes
+        finally:
+            if not committed:
+                try:
+                    svc.snapshots.remove(ns, snapshotter, key)
+                except NotFound:
+                    pass
+        return True
+    finally:
+        shutil.rmtree(stage.dir, ignore_errors=True)
 
 
 def _unpack(svc, ns: str, snapshotter: str, layer: Descriptor, diff_id: str, chain: str,

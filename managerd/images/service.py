@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
 import threading
 from dataclasses import dataclass, field
 
@@ -86,6 +88,11 @@ class ImageService:
         self.snapshotter = snapshotter
         self.platform = platform or platforms.host()
         self._name_lock = threading.Lock()
+        # beside the snapshots (same filesystem: staged layers are renamed into them)
+        self.staging_root = os.path.join(os.path.dirname(os.path.abspath(snapshots.root)),
+                                         "images", "staging")
+        shutil.rmtree(self.staging_root, ignore_errors=True)  # a previous run's leftovers
+        os.makedirs(self.staging_root, mode=0o700, exist_ok=True)
 
     @classmethod
     def from_context(cls, ctx) -> ImageService:

@@ -34,6 +34,7 @@ def nothing_left(svc) -> None:
     assert svc.images.list(NS) == []
     assert os.listdir(svc.content.store.blobs) == []
     assert svc.snapshots.list(NS, svc.snapshotter) == []
+    assert os.listdir(svc.staging_root) == []
 
 
 def test_pull_busybox(svc, registry):
@@ -148,6 +149,19 @@ def test_multi_layer_whiteouts_mounted(svc, registry, tmp_path, compression, fmt
         assert os.stat(root / "data/a-link").st_ino == os.stat(root / "data/a").st_ino
     finally:
         cleanup()
+
+
+def test_hardlink_into_a_lower_layer(svc, registry):
+    img = im.busybox_image([im.tar_layer([im.file("data/orig", "shared")]),
+                            im.tar_layer([im.hardlink("data/link", "data/orig")])])
+    name = repo()
+    im.push(registry, name, "latest", img)
+    res = pullmod.pull(svc, NS, f"{registry.host}/{name}")
+    top = svc.snapshots.path(NS, svc.snapshotter, res.layers[-1])
+    assert open(os.path.join(top, "data/link")).read() == "shared"
+    assert os.lstat(os.path.join(top, "data/link")).st_ino == \
+        os.lstat(os.path.join(top, "data/orig")).st_ino
+    assert os.listdir(svc.staging_root) == []
 
 
 def test_native_snapshotter_whiteouts(native_svc, registry):
