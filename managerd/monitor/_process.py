@@ -6,8 +6,10 @@ managerd starts one per task (``dockyard.managerd.monitor.client.spawn``) as::
         [--log-max-files N]] [--stdin] [--terminal] --pid-file FILE \\
         -- RUNTIME ... create --bundle B --pid-file FILE ID
 
-in a session of its own, so a ``kill -9`` of managerd leaves it running. It
-owns, for one container:
+in a session of its own, so a ``kill -9`` of managerd leaves it running (usually
+it is forked by the monitor zygote, ``_zygote.py``, which calls ``main(options)``
+in the child instead: same program, no interpreter start-up). It owns, for one
+container:
 
 - being the parent of the init and of every exec process: it is a child
   subreaper (prctl PR_SET_CHILD_SUBREAPER) and runs the runtime's ``create`` and

@@ -1,8 +1,8 @@
 """managerd's side of the per-task monitor: start one, and talk to it on its socket.
 
 This module owns spawning the monitor process (``_process.py`` under
-``python -I -S``, in a session of its own) and the client end of its wire
-protocol (described in ``_process.py``'s docstring). It holds no task state:
+``python -I -S``, in a session of its own, or forked by the ``Zygote``), and
+the client end of its wire protocol (described in ``_process.py``'s docstring). It holds no task state:
 ``dockyard.managerd.tasks`` decides what to ask. It must not fork managerd:
 the monitor is started with subprocess (vfork/exec), never os.fork.
 """
