@@ -22,6 +22,9 @@
 #   DOCKYARD_COMPLETION_DIR /etc/bash_completion.d  ("" = don't install completion)
 #   DOCKYARD_SKIP_INSTALL  (unset)                 1 = skip scripts/install.sh
 #   DOCKYARD_NO_SYSTEMD    (unset)                 1 = background processes even under systemd
+#   DOCKYARD_SYSTEMD_DIR   /etc/systemd/system     where the units go
+#   DOCKYARD_FORCE_SYSTEMD (unset)                 1 = use systemctl even off the default roots
+#                                                  or without systemd as PID 1 (tests)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
@@ -87,8 +90,14 @@ start_background() {  # start_background NAME SOCKET-TEST ARGS...
   echo $! > "$RUN/$name.pid"
 }
 
+use_systemd() {
+  [ -n "${DOCKYARD_FORCE_SYSTEMD:-}" ] && return 0
+  [ -d /run/systemd/system ] && [ -z "${DOCKYARD_NO_SYSTEMD:-}" ] && [ "$RUN" = /run/dockyard ]
+}
+
 start_systemd() {
-  local unit=/etc/systemd/system
+  local unit=${DOCKYARD_SYSTEMD_DIR:-/etc/systemd/system}
+  mkdir -p "$unit"
   say "installing systemd units dockyard-managerd.service and dockyard-apid.service"
   cat > "$unit/dockyard-managerd.service" <<EOF
 [Unit]
@@ -125,7 +134,7 @@ EOF
   systemctl enable --now dockyard-managerd.service dockyard-apid.service
 }
 
-if [ -d /run/systemd/system ] && [ -z "${DOCKYARD_NO_SYSTEMD:-}" ] && [ "$RUN" = /run/dockyard ]; then
+if use_systemd; then
   start_systemd
   wait_for "dockyard-managerd" "journalctl -u dockyard-managerd" test -S "$MANAGERD_SOCK"
   wait_for "dockyard-apid" "journalctl -u dockyard-apid" ping_apid

@@ -5,8 +5,9 @@
 set -euo pipefail
 RUN=${DOCKYARD_RUN:-/run/dockyard}
 
-if [ -d /run/systemd/system ] && [ -z "${DOCKYARD_NO_SYSTEMD:-}" ] && [ "$RUN" = /run/dockyard ] \
-    && systemctl list-unit-files dockyard-apid.service >/dev/null 2>&1; then
+if [ -n "${DOCKYARD_FORCE_SYSTEMD:-}" ] || { [ -d /run/systemd/system ] \
+    && [ -z "${DOCKYARD_NO_SYSTEMD:-}" ] && [ "$RUN" = /run/dockyard ] \
+    && systemctl list-unit-files dockyard-apid.service >/dev/null 2>&1; }; then
   systemctl stop dockyard-apid.service dockyard-managerd.service
   echo "stopped dockyard-apid and dockyard-managerd (systemd)"
   exit 0
