@@ -220,8 +220,11 @@ def _finish(s: Span, context: Any) -> None:
     if code is not None and code != grpc.StatusCode.OK:
         s.attrs["grpc.status"] = getattr(code, "name", str(code))
         with contextlib.suppress(Exception):
-            if context.details():
-                s.attrs["error"] = str(context.details())
+            details = context.details()
+            if isinstance(details, bytes):
+                details = details.decode(errors="replace")
+            if details:
+                s.attrs["error"] = details
     s.end()
 
 

@@ -148,10 +148,20 @@ def abort(error: str) -> None:
         TRACER.abort(error)
 
 
-def wait_exec(fd: int, alive, timeout: float = 10.0, **attrs: object) -> None:  # noqa: ANN001
+def _comm(pid: int | str) -> str | None:
+    """The command name of a process (a zombie's too), None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    return data[data.index(b"(") + 1:data.rindex(b")")].decode(errors="replace")
+
+
+def wait_exec(fd: int, pid: int, timeout: float = 10.0, **attrs: object) -> None:
     """Time the init's execve from `start`: the init holds the exec fifo (``fd``, our
-    read end) open until close-on-exec closes it, so end-of-file marks the exec (or its
-    death: ``alive()`` then says false)."""
+    read end) open until close-on-exec closes it, so end-of-file marks the exec — or
+    its death: a process that still has the shim's command name never exec'd."""
     if TRACER is None:
         return
     import select
@@ -170,10 +180,11 @@ def wait_exec(fd: int, alive, timeout: float = 10.0, **attrs: object) -> None:  
                 break
         except BlockingIOError:
             continue
-    if alive():
-        TRACER.end(s)
-    else:
+    comm = _comm(pid)
+    if comm is not None and comm == _comm("self"):
         TRACER.end(s, error="the process exited instead (its exec failed)")
+    else:
+        TRACER.end(s, pid=pid)
 
 
 def _describe(err: BaseException) -> str:
