@@ -33,7 +33,10 @@ def _config() -> dict:
 def test_compose_config_is_valid_and_complete():
     cfg = _config()
     services = cfg["services"]
-    assert set(services) == {"managerd", "apid", "registry"}
+    assert set(services) == {"managerd", "apid", "registry", "busybox"}
+    seed = services["busybox"]
+    assert "scripts/busybox_image.py" in " ".join(seed["command"])
+    assert (REPO / "scripts/busybox_image.py").exists()
     assert services["registry"]["image"].startswith("registry:2")
     for name in ("managerd", "apid"):
         svc = services[name]
