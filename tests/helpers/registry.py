@@ -159,13 +159,16 @@ class Proxy:
 
     ``cut_after``: send only this many body bytes of blob GETs longer than that (``cuts`` times),
     then drop the connection; ``delay``: seconds to sleep per 64 KiB of blob body
-    (a slow link). Records (method, path, Range header) in ``requests``.
+    (a slow link); ``redirect_blobs``: answer blob GETs with a 307 to the registry
+    itself (another origin, as a CDN would be). Records (method, path, Range header)
+    in ``requests``.
     Use ``proxy.host`` in references instead of the registry's.
     """
 
     def __init__(self, upstream: str, cut_after: int | None = None, cuts: int = 1,
-                 delay: float = 0.0):
+                 delay: float = 0.0, redirect_blobs: bool = False):
         self.upstream, self.cut_after, self.cuts, self.delay = upstream, cut_after, cuts, delay
+        self.redirect_blobs = redirect_blobs
         self.requests: list[tuple[str, str, str | None]] = []
         proxy = self
 
@@ -179,6 +182,13 @@ class Proxy:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None
                 proxy.requests.append((self.command, self.path, self.headers.get("Range")))
+                if proxy.redirect_blobs and self.command == "GET" and "/blobs/sha256:" in self.path:
+                    # like a registry sending blob downloads to a CDN (another origin)
+                    self.send_response(307)
+                    self.send_header("Location", proxy.upstream + self.path)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 headers = {k: v for k, v in self.headers.items()
                            if k.lower() not in ("host", "connection", "content-length")}
                 with httpx.Client(timeout=60) as c:

@@ -258,6 +258,19 @@ def test_resume_after_broken_download(svc, registry):
     assert open(os.path.join(top, "big"), "rb").read() == big
 
 
+def test_blob_redirects_followed(svc, registry):
+    img = im.busybox_image(Cmd=["redirected"])
+    name = repo()
+    im.push(registry, name, "latest", img)
+    proxy = Proxy(registry.url, redirect_blobs=True)
+    try:
+        res = pullmod.pull(svc, NS, f"{proxy.host}/{name}")
+    finally:
+        proxy.close()
+    assert res.config.digest == img.id
+    assert proxy.blob_gets(img.layers[0].digest)
+
+
 def test_concurrent_pulls_fetch_once(svc, registry):
     img = im.busybox_image([im.tar_layer([im.file("big", os.urandom(2_000_000))])])
     name = repo()

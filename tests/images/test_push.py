@@ -79,3 +79,18 @@ def test_push_multi_platform_index(svc, registry):
     # only this platform's manifest is local: the push sends that manifest alone
     res = pushmod.push(svc, NS, f"{registry.host}/{dest}:one")
     assert res.digest == amd.digest
+
+
+def test_push_with_token_auth_scopes(svc, registry, registry_token):
+    img = im.busybox_image([im.tar_layer([im.file("t", "token")])])
+    src = repo()
+    im.push(registry, src, "v1", img)
+    pullmod.pull(svc, NS, f"{registry.host}/{src}:v1")
+    dest = repo()
+    svc.tag(NS, f"{registry.host}/{src}:v1", f"{registry_token.host}/{dest}:v1")
+    pushmod.push(svc, NS, f"{registry_token.host}/{dest}:v1",
+                 credentials=Credentials(*registry_token.auth))
+    scopes = [s for s, user in registry_token.token_server.requests if user]
+    assert [f"repository:{dest}:pull,push"] in scopes
+    r = httpx.get(f"{registry_token.url}/v2/{dest}/manifests/v1")
+    assert r.status_code == 401  # the registry really wants a token
