@@ -211,7 +211,8 @@ def _main(argv: list[str]) -> int:
             _out(f"dockyard-shim version {VERSION}\ncommit: dockyard\nspec: {SPEC_VERSION}\n")
             return 0
         if command is None or gopts.get("help"):
-            _out(__doc__.split("\n\n", 2)[1] + "\n\ncommands: " + ", ".join(_COMMANDS) + "\n")
+            _out("usage: dockyard-shim [global flags] <command> [flags] <id> [args]\n"
+                 "commands: " + ", ".join(_COMMANDS) + "\n")
             return 0 if gopts.get("help") else 2
         if gopts.get("systemd_cgroup"):
             raise InvalidArgument("--systemd-cgroup is not supported: dockyard-shim manages "
@@ -270,6 +271,7 @@ class _Never(Exception):
 
 def _create_options(opts: dict):  # noqa: ANN202
     from dockyard.shim.container import CreateOptions
+    _refuse_unsupported(opts)
     try:
         preserve = int(opts.get("preserve_fds") or 0)
     except ValueError:
@@ -438,8 +440,18 @@ def _exec_process(c, opts: dict, args: list[str]) -> dict:  # noqa: ANN001
     return process
 
 
+def _refuse_unsupported(opts: dict) -> None:
+    """Flags runc has for features dockyard-shim lacks: an error, never a silent no-op."""
+    for key, what in (("cgroup", "joining a sub-cgroup (--cgroup)"),
+                      ("apparmor", "AppArmor profiles"), ("process_label", "SELinux labels"),
+                      ("pidfd_socket", "--pidfd-socket")):
+        if opts.get(key):
+            raise InvalidArgument(f"{what} not supported by dockyard-shim")
+
+
 def cmd_exec(root: str, opts: dict, pos: list[str], log: Logger) -> int:
     from dockyard.shim.container import load
+    _refuse_unsupported(opts)
     c = load(root, pos[0])
     process = _exec_process(c, opts, pos[1:])
     try:
