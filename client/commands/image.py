@@ -76,13 +76,11 @@ def push(ctx: Context, ns: argparse.Namespace) -> int:
     params = {"tag": None if ns.all_tags else tag}
     resp = ctx.client.request("POST", f"/images/{q(repo)}/push", params=params,
                               headers={"X-Registry-Auth": registry_auth(ns.name)})
-    aux = _progress(ctx, resp, ctx.out, ns.quiet)
+    # the daemon's own "<tag>: digest: ... size: ..." status line is the summary; its aux
+    # record carries the same for programs (docker uses it for content trust only)
+    _progress(ctx, resp, ctx.out, ns.quiet)
     if ns.quiet:
         ctx.out.write(f"{repo}:{tag}\n")
-    for item in aux:
-        if isinstance(item, dict) and item.get("Digest") and not ns.quiet:
-            ctx.out.write(f"{item.get('Tag', tag)}: digest: {item['Digest']} "
-                          f"size: {item.get('Size', 0)}\n")
     return 0
 
 

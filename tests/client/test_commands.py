@@ -406,3 +406,19 @@ def test_cp_argument_forms():
     router = Router({})
     code, _, err = run(router, "cp", "a:/x", "b:/y")
     assert code == 1 and "between containers" in err
+
+
+def test_push_prints_progress_and_digest():
+    body = b"\n".join(json.dumps(m).encode() for m in [
+        {"status": "The push refers to repository [reg:5000/x]"},
+        {"status": "Preparing", "progressDetail": {}, "id": "aaa"},
+        {"status": "Pushing", "progressDetail": {"current": 1, "total": 2}, "id": "aaa"},
+        {"status": "Pushed", "progressDetail": {}, "id": "aaa"},
+        {"status": "v1: digest: sha256:00 size: 5"},
+        {"aux": {"Tag": "v1", "Digest": "sha256:00", "Size": 5}}])
+    router = Router({"POST /images/reg:5000/x/push": (200, body)})
+    code, out, _ = run(router, "push", "reg:5000/x:v1")
+    assert code == 0
+    assert router.calls[0].url.params["tag"] == "v1"
+    assert "aaa: Pushed" in out and "Pushing" not in out
+    assert out.count("digest: sha256:00") == 1

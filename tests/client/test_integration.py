@@ -225,9 +225,16 @@ def test_commit_save_load_export(engine, tmp_path):
 
         names = tarfile.open(fileobj=io.BytesIO(r.stdout)).getnames()
         assert "marker" in names or "./marker" in names
+        imported = tag.replace(":v1", ":imported")
+        (tmp_path / "fs.tar").write_bytes(r.stdout)
+        r = engine.cli("import", "-m", "from export", str(tmp_path / "fs.tar"), imported)
+        assert r.returncode == 0 and r.stdout.startswith("sha256:"), r.stderr
+        r = engine.cli("run", "--rm", imported, "/bin/cat", "/marker")
+        assert r.stdout == "saved\n", r.stderr
     finally:
         engine.cli("rm", "-f", n)
         engine.cli("rmi", "-f", tag)
+        engine.cli("rmi", "-f", tag.replace(":v1", ":imported"))
 
 
 def test_exec_it_under_a_pty(engine):
