@@ -37,10 +37,10 @@ RESULTS = REPO / "bench" / "RESULTS.md"
 SECTION = "## shim: dockyard-shim vs runc (bench/runtime.py)"
 
 
-def launcher(tmp: Path) -> str:
+def launcher(tmp: Path, python: str) -> str:
     """The shim as installed: python -I -S on this checkout's source."""
     path = tmp / "dockyard-shim"
-    path.write_text(f"#!{sys.executable} -IS\nimport sys\n"
+    path.write_text(f"#!{python} -IS\nimport sys\n"
                     f"sys.path.insert(0, {str(REPO / 'src')!r})\n"
                     "from dockyard.shim.cli import main\nsys.exit(main())\n")
     path.chmod(0o755)
@@ -86,7 +86,7 @@ class Runtime:
         return took
 
 
-def bench(runs: int, runc_path: str) -> dict[str, dict[str, float]]:
+def bench(runs: int, runc_path: str, python: str) -> dict[str, dict[str, float]]:
     tmp = Path(tempfile.mkdtemp(prefix="dy-bench-"))
     try:
         # orphaned inits come back to us, so nothing stays a zombie
@@ -96,7 +96,7 @@ def bench(runs: int, runc_path: str) -> dict[str, dict[str, float]]:
                                            rootfs=true_bundle / "rootfs")
         # state dirs on tmpfs, as /run is on normal hosts (not on these VMs)
         run_dir = Path(tempfile.mkdtemp(prefix="dy-bench-", dir="/dev/shm"))
-        runtimes = [Runtime("shim", launcher(tmp), run_dir / "shim-root"),
+        runtimes = [Runtime("shim", launcher(tmp, python), run_dir / "shim-root"),
                     Runtime("runc", runc_path, run_dir / "runc-root")]
         for rt in runtimes:  # warm caches (page cache, pyc) before measuring
             rt.run(true_bundle)
@@ -122,12 +122,13 @@ def bench(runs: int, runc_path: str) -> dict[str, dict[str, float]]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def report(results: dict[str, dict[str, float]], runs: int) -> str:
+def report(results: dict[str, dict[str, float]], runs: int, python: str) -> str:
     load = os.getloadavg()[0]
     lines = [SECTION, "",
              f"Median wall time per operation, {runs} interleaved runs each, busybox bundle "
-             f"(`/bin/true`), runc {runc_version()}, load average {load:.2f} at the end "
-             f"({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}).", "",
+             f"(`/bin/true`), runc {runc_version()}, shim on `{python} -I -S`, load average "
+             f"{load:.2f} at the end ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}).",
+             "",
              "| operation | dockyard-shim (ms) | runc (ms) | ratio shim/runc |",
              "| --- | --- | --- | --- |"]
     for op, per in results.items():
@@ -159,11 +160,13 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--runc", default=shutil.which("runc") or "runc")
     parser.add_argument("--write", action="store_true", help="update bench/RESULTS.md")
+    parser.add_argument("--python", default=sys.executable,
+                        help="interpreter for the shim (it is stdlib-only: any python >= 3.11)")
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("needs root")
-    results = bench(max(args.runs, 1), args.runc)
-    text = report(results, args.runs)
+    results = bench(max(args.runs, 1), args.runc, args.python)
+    text = report(results, args.runs, args.python)
     print(text)
     if args.write:
         write_section(text)
