@@ -354,10 +354,8 @@ class Container:
         # mounts (it waits for `proceed` only before its cgroup namespace):
         # the first cgroup.procs write alone costs an RCU grace period.
         span = tr.begin("cgroup create", path=linux.get("cgroupsPath") or f"/dockyard/{self.id}",
-                        pid=pid) if tr else None
-        msg = _join_cgroup(mgr, pid, parent, create=True)
-        if tr:
-            tr.end(span, version=mgr.to_dict().get("version", ""))
+                        pid=pid, version=mgr.to_dict().get("version", "")) if tr else None
+        msg = _join_cgroup(mgr, pid, parent, create=True, span=span)
         if msg is not None and msg.get("type") == Msg.HOOKS:
             # the init's namespaces and mounts exist, pivot_root has not happened:
             # runc's procHooks point for prestart and createRuntime
@@ -584,9 +582,7 @@ class Container:
             console.close()
         try:
             joined = tr.begin("cgroup join", pid=pid) if tr else None
-            msg = _join_cgroup(mgr, pid, parent)  # None: the program was exec'd
-            if tr:
-                tr.end(joined)
+            msg = _join_cgroup(mgr, pid, parent, span=joined)  # None: the program was exec'd
         except BaseException:
             _kill_and_reap(pid)
             raise
@@ -606,16 +602,20 @@ class Container:
         return wait_forwarding(pid)
 
 
-def _join_cgroup(mgr, pid: int, chan, create: bool = False) -> dict | None:  # noqa: ANN001
+def _join_cgroup(mgr, pid: int, chan, create: bool = False,  # noqa: ANN001
+                 span=None) -> dict | None:  # noqa: ANN001
     """Put the child in the container's cgroup, tell it to proceed, return its
     next message (None: EOF). If the child failed meanwhile, its own error
-    message wins over the cgroup write's (ESRCH, EPIPE)."""
+    message wins over the cgroup write's (ESRCH, EPIPE). A trace `span`
+    (shim/trace.py) ends once the cgroup part is done."""
     from dockyard.shim.sync import Msg
     try:
         if mgr is not None:
             if create:
                 mgr.create()
             mgr.add(pid)
+        if span is not None:
+            _tracer().end(span)
         chan.send(Msg.PROCEED)
     except OSError as err:
         try:
