@@ -228,7 +228,7 @@ def _main(argv: list[str]) -> int:
             raise UsageError(f"{command}: expected {least}"
                              f"{'' if most == least else ' or more' if most < 0 else f'-{most}'}"
                              f" argument(s), got {len(pos)}")
-        root = gopts.get("root") or paths.RUNTIME_ROOT
+        root = os.path.abspath(gopts.get("root") or paths.RUNTIME_ROOT)
         traceparent = os.environ.get("TRACEPARENT")
         if traceparent:  # a traced request (imported only then: start-up time)
             from dockyard.shim import trace

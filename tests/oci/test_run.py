@@ -177,3 +177,30 @@ def test_only_stdio_and_preserved_fds_reach_the_container(shim, tmp_path):
     # stdio, the preserved fd 3 and the fd `ls` opens for the directory; not the leak
     assert sorted(fds, key=int) == ["0", "1", "2", "3", "4"]
     assert res.stdout.split()[-1] == "preserved"
+
+
+@pytest.mark.parametrize("nnp", [True, False])
+def test_seccomp_profile_applies(shim, nnp):
+    cfg = busybox.base_config(["sh", "-c", "grep Seccomp: /proc/self/status; "
+                               "mkdir /tmp/x 2>&1; echo rc=$?; cat /proc/self/status >/dev/null"
+                               " && echo reads-ok"], noNewPrivileges=nnp)
+    cfg["root"]["readonly"] = False
+    cfg["linux"]["seccomp"] = {
+        "defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86_64"],
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO",
+                      "errnoRet": 13}]}
+    res = shim.run_config(cfg)
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert lines[0].split() == ["Seccomp:", "2"]
+    assert "Permission denied" in lines[1] and lines[2] == "rc=1"
+    assert lines[3] == "reads-ok"
+
+
+def test_bad_seccomp_profile_fails_create(shim):
+    cfg = busybox.base_config(["true"])
+    cfg["linux"]["seccomp"] = {"defaultAction": "SCMP_ACT_NOPE"}
+    cid = shim.container()
+    res = shim("create", "--bundle", str(shim.bundle(cfg)), cid)
+    assert res.returncode == 1 and "SCMP_ACT_NOPE" in res.stderr
+    assert shim.cgroup_dirs(cid) == []
