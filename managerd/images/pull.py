@@ -19,6 +19,7 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -150,6 +151,8 @@ def pull(svc, ns: str, text: str, *, platform: str = "", credentials: Credential
     lease = svc.leases.create(ns, labels={"dockyard.images/pull": str(ref)[:200]},
                               expires_at=time.time_ns() + LEASE_TTL_NS).id
     jobs = []
+    staged: dict = {}  # layer index -> Future[_Staged]
+    cancel = threading.Event()  # set when the pull fails: staging workers stop early
     ok = False
     try:
         target, man_desc, image = resolve(svc, ns, ref, endpoint, want, lease, progress)
@@ -180,13 +183,12 @@ def pull(svc, ns: str, text: str, *, platform: str = "", credentials: Credential
         # overlayfs layers do not need their parents' files to be unpacked: unpack
         # them side by side into staging dirs, then move each into its snapshot in
         # order (dockerd and containerd unpack one layer after the other)
-        staged = {}
         if snapshotter == "overlayfs" and svc.staging_root:
             stager = ThreadPoolExecutor(STAGE_WORKERS, thread_name_prefix="unpack")
             for i, layer in enumerate(image.layers):
                 if i > top_present:
                     staged[i] = stager.submit(_stage, svc, ns, layer, taps.get(i),
-                                              futures.get(i), progress)
+                                              futures.get(i), progress, cancel)
             stager.shutdown(wait=False)
         for i, layer in enumerate(image.layers):
             sid = short_id(layer.digest)
@@ -217,7 +219,9 @@ def pull(svc, ns: str, text: str, *, platform: str = "", credentials: Credential
         ok = True
         return PullResult(name, target, man_desc, image.config, up_to_date, chains)
     finally:
-        for fut in staged.values() if "staged" in locals() else ():
+        if not ok:
+            cancel.set()
+        for fut in staged.values():
             fut.cancel()
             if not fut.cancelled():
                 try:
@@ -242,7 +246,7 @@ class _Staged:
 
 
 def _stage(svc, ns: str, layer: Descriptor, tap: Tap | None, future,
-           progress: ProgressFn) -> _Staged:
+           progress: ProgressFn, cancel: threading.Event | None = None) -> _Staged:
     """Unpack a layer (overlay form) into a fresh staging dir; its blob verified too."""
     d = tempfile.mkdtemp(prefix="layer-", dir=svc.staging_root)
     try:
@@ -251,7 +255,7 @@ def _stage(svc, ns: str, layer: Descriptor, tap: Tap | None, future,
         reader = ChunkReader(_layer_chunks(tap, fut, lambda: svc.content.open(ns, layer.digest)))
         sid = short_id(layer.digest)
         progress(Progress(sid, EXTRACTING, 0, layer.size))
-        result = apply_layer(_Counting(reader, sid, layer.size, progress), d,
+        result = apply_layer(_Counting(reader, sid, layer.size, progress, cancel), d,
                              compression=mediatypes.compression(layer.media_type), overlay=True,
                              layer=layer.digest, standalone=True)
         fut.result()
@@ -350,11 +354,15 @@ class _Done:
 class _Counting:
     """Reports extraction progress by compressed bytes read."""
 
-    def __init__(self, src: ChunkReader, sid: str, total: int, progress: ProgressFn):
+    def __init__(self, src: ChunkReader, sid: str, total: int, progress: ProgressFn,
+                 cancel: threading.Event | None = None):
         self.src, self.sid, self.total, self.progress = src, sid, total, progress
+        self.cancel = cancel
         self._last = 0.0
 
     def read(self, n: int = -1) -> bytes:
+        if self.cancel is not None and self.cancel.is_set():
+            raise LayerError(f"layer {self.sid}: unpacking cancelled (the pull failed)")
         data = self.src.read(n)
         now = time.monotonic()
         if now - self._last > 0.1:
