@@ -378,8 +378,10 @@ class Daemon:
         rt = self.rt(c.id)
         try:
             rootfs = await self.manager.snapshot_mounts(c.snapshot_key)
+            size = c.host_config.get("ConsoleSize") or [0, 0]
             io = ProcessIO(terminal=c.tty, stdin=bool(c.config.get("OpenStdin")),
-                           log_path=c.log_path)
+                           log_path=c.log_path,
+                           console_size=(int(size[0]), int(size[1])) if len(size) == 2 else None)
             try:
                 await self.manager.get_task(c.id)
                 await self._delete_task(c)
@@ -642,12 +644,21 @@ class Daemon:
                 return
             except TimeoutError:
                 pass
-        self.emit(c, "kill", signal="9")
-        try:
-            await self.manager.kill_task(c.id, 9)
-        except (errdefs.NotFound, errdefs.FailedPrecondition):
-            pass
-        await exited.wait()
+        # SIGKILL, then wait for the exit; dockerd gives up with an error rather than hang
+        # when the exit never comes (kill once more with all=True first)
+        for attempt, patience in enumerate((10.0, 5.0)):
+            self.emit(c, "kill", signal="9")
+            try:
+                await self.manager.kill_task(c.id, 9, all_processes=attempt > 0)
+            except (errdefs.NotFound, errdefs.FailedPrecondition):
+                pass
+            try:
+                await asyncio.wait_for(exited.wait(), patience)
+                return
+            except TimeoutError:
+                log.warning("no exit after SIGKILL container_id=%s attempt=%d", c.id, attempt)
+        raise errdefs.EngineError(f"tried to kill container {c.id}, but did not receive an "
+                                  "exit event")
 
     async def restart(self, ref: str, timeout: int | None = None, signal: str | None = None
                       ) -> None:
@@ -942,8 +953,10 @@ class Daemon:
             raise errdefs.FailedPrecondition(f"Container {c.id} is not running")
         rec.started = True
         process = self._exec_process(c, rec.config)
+        size = rec.config.get("ConsoleSize") or [0, 0]
         await self.manager.exec_process(c.id, exec_id, process, ProcessIO(
-            terminal=bool(rec.config.get("Tty")), stdin=bool(rec.config.get("AttachStdin"))))
+            terminal=bool(rec.config.get("Tty")), stdin=bool(rec.config.get("AttachStdin")),
+            console_size=(int(size[0]), int(size[1])) if len(size) == 2 else None))
         return rec, c
 
     async def exec_run(self, rec: ExecRecord, c: Container) -> int:

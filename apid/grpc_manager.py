@@ -107,6 +107,12 @@ def normalize_ref(ref: str) -> str:
     return f"{domain}/{path}"
 
 
+def _console(io: ProcessIO) -> tpb.ConsoleSize | None:
+    if io.terminal and io.console_size and all(io.console_size):
+        return tpb.ConsoleSize(height=io.console_size[0], width=io.console_size[1])
+    return None
+
+
 def _ts(pb) -> float:
     return pb.seconds + pb.nanos / 1e9 if pb is not None else 0.0
 
@@ -358,7 +364,7 @@ class GrpcManager:
         with _mapped(f"create task {container_id}"):
             resp = await self.tasks.Create(tpb.CreateTaskRequest(
                 container_id=container_id, stdin=io.stdin, terminal=io.terminal,
-                log_path=io.log_path), metadata=self.md())
+                log_path=io.log_path, console_size=_console(io)), metadata=self.md())
         return resp.pid
 
     async def start_task(self, container_id: str) -> int:
@@ -372,10 +378,12 @@ class GrpcManager:
         return TaskInfo(id=container_id, pid=p.pid, status=_STATUS.get(p.status, "unknown"),
                         exit_status=p.exit_status, exited_at=_ts(p.exited_at))
 
-    async def kill_task(self, container_id: str, signal: int, exec_id: str = "") -> None:
+    async def kill_task(self, container_id: str, signal: int, exec_id: str = "",
+                        all_processes: bool = False) -> None:
         with _mapped(f"kill {container_id}"):
             await self.tasks.Kill(tpb.KillRequest(container_id=container_id, exec_id=exec_id,
-                                                  signal=signal), metadata=self.md())
+                                                  signal=signal, all=all_processes),
+                                  metadata=self.md())
 
     async def delete_task(self, container_id: str) -> ExitStatus:
         with _mapped(f"delete task {container_id}"):
@@ -394,7 +402,8 @@ class GrpcManager:
         with _mapped(f"exec in {container_id}"):
             await self.tasks.Exec(tpb.ExecProcessRequest(
                 container_id=container_id, exec_id=exec_id, spec=json.dumps(process).encode(),
-                terminal=io.terminal, stdin=io.stdin), metadata=self.md())
+                terminal=io.terminal, stdin=io.stdin, console_size=_console(io)),
+                metadata=self.md())
 
     async def start_process(self, container_id: str, exec_id: str) -> int:
         with _mapped(f"start {container_id}"):

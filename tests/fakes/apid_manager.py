@@ -183,7 +183,8 @@ class FakeManager:
         return TaskInfo(container_id, task.pid, task.status,
                         task.exit.code if task.exit else 0)
 
-    async def kill_task(self, container_id: str, signal: int, exec_id: str = "") -> None:
+    async def kill_task(self, container_id: str, signal: int, exec_id: str = "",
+                        all_processes: bool = False) -> None:
         self.calls.append(("kill", container_id, signal))
         task = self.tasks.get(container_id)
         if task is None:
