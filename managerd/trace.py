@@ -189,7 +189,7 @@ class TraceInterceptor(grpc.ServerInterceptor):
         if not header or parse_traceparent(header) is None:
             return handler
         name = f"grpc {_method_name(details.method)}"
-        attrs = {"rpc.method": details.method}
+        attrs = {}
         if md.get("dockyard-namespace"):
             attrs["namespace"] = md["dockyard-namespace"]
 

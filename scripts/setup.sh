@@ -54,7 +54,9 @@ mkdir -p "$RUN" "$DATA" "$LOGS"
 # managerd finds the runtime (dockyard-shim) on PATH
 export PATH="$VENV/bin:$PATH"
 
-MANAGERD_ARGS=(--root "$DATA/manager" --state "$RUN/manager" --address "unix://$MANAGERD_SOCK")
+# --trace-dir: traced requests' spans go where apid reads them (<exec-root>/trace)
+MANAGERD_ARGS=(--root "$DATA/manager" --state "$RUN/manager" --address "unix://$MANAGERD_SOCK"
+               --trace-dir "$RUN/trace")
 APID_ARGS=(--data-root "$DATA" --exec-root "$RUN" -H "$HOST" --managerd "unix://$MANAGERD_SOCK")
 
 ping_apid() { curl -sf --max-time 2 --unix-socket "$APID_SOCK" http://dockyard/_ping >/dev/null 2>&1; }

@@ -68,7 +68,8 @@ class Engine:
         msock = self.run_dir / "managerd.sock"
         self._spawn("managerd", ["--root", str(self.data / "manager"),
                                  "--state", str(self.run_dir / "manager"),
-                                 "--address", f"unix://{msock}"])
+                                 "--address", f"unix://{msock}",
+                                 "--trace-dir", str(self.run_dir / "trace")])  # apid's
         self._wait("managerd", msock.exists)
         self._spawn("apid", ["--data-root", str(self.data), "--exec-root", str(self.run_dir),
                              "-H", self.host, "--managerd", f"unix://{msock}"])

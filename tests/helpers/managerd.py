@@ -43,7 +43,9 @@ class ManagerdProcess:
         cmd = [sys.executable, "-m", "dockyard.managerd", "--root", str(self.root),
                "--state", str(self.state), "--address", self.address,
                "--log-root", str(self.base / "logs"),  # task logs stay in the temp dir
-               "--log-level", "debug", *self.extra_args]
+               "--log-level", "debug",
+               "--trace-dir", str(self.base / "trace"),  # traced calls: never the host's /run
+               *self.extra_args]
         env = {**os.environ, **(self.env or {})}
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=log, env=env, cwd=str(REPO))
