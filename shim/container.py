@@ -167,9 +167,16 @@ def _syscalls():  # noqa: ANN202 - lazy: ctypes costs several ms
     return default()
 
 
+def cgroup_root() -> str:
+    """Where cgroupfs is mounted: /sys/fs/cgroup, or $DOCKYARD_CGROUP_ROOT (hosts
+    that mount it elsewhere; tests use the cgroup2 mount of a hybrid host)."""
+    return os.environ.get("DOCKYARD_CGROUP_ROOT") or "/sys/fs/cgroup"
+
+
 def _open_manager(cgroups_path: str | None, container_id: str):  # noqa: ANN202
     from dockyard.shim.cgroups import open_manager
-    return open_manager(cgroups_path or f"/dockyard/{container_id}", container_id)
+    return open_manager(cgroups_path or f"/dockyard/{container_id}", container_id,
+                        cgroup_root())
 
 
 class Container:

@@ -166,7 +166,9 @@ def _init(sc: Syscalls, chan: Channel, ctx: InitContext) -> None:
         span = tr.begin("mounts", rootfs=ctx.rootfs, count=len(config.get("mounts") or []))
     os.umask(0)
     types = {ns["type"] for ns in namespaces}
-    view = rootfs.CgroupView.from_host(ctx.cgroup_paths, "cgroup" in types)
+    view = rootfs.CgroupView.from_host(ctx.cgroup_paths, "cgroup" in types,
+                                       base=os.environ.get("DOCKYARD_CGROUP_ROOT")
+                                       or "/sys/fs/cgroup")
     rootfs.set_propagation(sc, linux.get("rootfsPropagation"))
     rootfs.bind_rootfs(sc, ctx.rootfs)
     mounts = config.get("mounts") or []
