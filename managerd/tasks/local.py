@@ -944,7 +944,7 @@ def _wait_gone(task_dir: str, timeout: float = 5.0) -> None:
     deadline = time.monotonic() + timeout
     sock = os.path.join(task_dir, "monitor.sock")
     while os.path.lexists(sock) and time.monotonic() < deadline:
-        time.sleep(0.02)
+        time.sleep(0.005)
 
 
 class _Watcher:
