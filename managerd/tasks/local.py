@@ -263,6 +263,9 @@ class TaskManager:
         """
         if log_max_size < 0:
             raise errdefs.InvalidArgument(f"log_max_size {log_max_size}: must not be negative")
+        if log_path not in ("", "-") and not os.path.isabs(log_path):
+            raise errdefs.InvalidArgument(f"log_path {log_path!r}: must be an absolute path, "
+                                          "'' (default) or '-' (none)")
         validate_id(container_id)
         container = self.containers.get(ns, container_id)
         key = (ns, container_id)
