@@ -95,13 +95,16 @@ def _mounts(c: Container) -> list[dict[str, Any]]:
     return out
 
 
+_ENDPOINT = {"IPAMConfig": None, "Links": None, "Aliases": None, "MacAddress": "",
+             "DriverOpts": None, "NetworkID": "", "EndpointID": "", "Gateway": "",
+             "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "", "GlobalIPv6Address": "",
+             "GlobalIPv6PrefixLen": 0, "DNSNames": None}
+
+
 def _network_settings(c: Container) -> dict[str, Any]:
     mode = c.host_config.get("NetworkMode") or "default"
     net_name = "bridge" if mode == "default" else mode
-    endpoint = {"IPAMConfig": None, "Links": None, "Aliases": None, "MacAddress": "",
-                "DriverOpts": None, "NetworkID": "", "EndpointID": "", "Gateway": "",
-                "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "", "GlobalIPv6Address": "",
-                "GlobalIPv6PrefixLen": 0, "DNSNames": None}
+    endpoint = dict(_ENDPOINT)
     return {"Bridge": "", "SandboxID": "", "SandboxKey": "", "HairpinMode": False,
             "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0, "Ports": {},
             "SecondaryIPAddresses": None, "SecondaryIPv6Addresses": None, "EndpointID": "",
@@ -173,16 +176,20 @@ def _config_view(c: Container) -> dict[str, Any]:
     return cfg
 
 
-def container_summary(c: Container, size_rw: int | None = None) -> dict[str, Any]:
+def container_summary(c: Container, size_rw: int | None = None,
+                      now: float | None = None) -> dict[str, Any]:
     """One entry of GET /containers/json."""
     cmd = [c.path] + list(c.args) if c.path else []
     mode = c.host_config.get("NetworkMode") or "default"
+    hc = c.host_config
+    mounts = _mounts(c) if hc.get("Binds") or hc.get("Mounts") or hc.get("Tmpfs") else []
     out = {
         "Id": c.id, "Names": [c.name], "Image": c.image, "ImageID": c.image_id,
         "Command": " ".join(cmd), "Created": int(c.created), "Ports": [],
-        "Labels": dict(c.config.get("Labels") or {}), "State": c.state.status,
-        "Status": human_status(c), "HostConfig": {"NetworkMode": mode},
-        "NetworkSettings": {"Networks": _network_settings(c)["Networks"]}, "Mounts": _mounts(c),
+        "Labels": c.config.get("Labels") or {}, "State": c.state.status,
+        "Status": human_status(c, now), "HostConfig": {"NetworkMode": mode},
+        "NetworkSettings": {"Networks": {"bridge" if mode == "default" else mode: dict(
+            _ENDPOINT)}}, "Mounts": mounts,
     }
     if size_rw is not None:
         out["SizeRw"] = size_rw
