@@ -425,7 +425,8 @@ def _mount_flags(path: str) -> int:
 def readonly_paths(sc: Syscalls, paths: list[str]) -> None:
     """Bind each path onto itself and remount it read-only, keeping nosuid etc."""
     for path in paths:
-        if not os.path.lexists(path):
+        # exists(), not lexists(): a dangling symlink is skipped like a missing path (runc)
+        if not os.path.exists(path):
             continue
         try:
             sc.mount(path, path, None, MS_BIND | MS_REC)

@@ -234,6 +234,36 @@ def validate_process(process: object, field: str = "process") -> None:
             raise _fail(f"{field}.oomScoreAdj", "must be between -1000 and 1000")
 
 
+# sysctls a new ipc namespace isolates (runc validator.go); fs.mqueue.* too
+_IPC_SYSCTLS = ("kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem",
+                "kernel.shmall", "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced")
+
+
+def _check_sysctl_namespace(name: str, types: set[str], namespaces: list[dict]) -> None:
+    """Only sysctls of a namespace the container does not share with the host
+    (runc's rule): anything else, e.g. kernel.core_pattern, would change the host."""
+    if name in _IPC_SYSCTLS or name.startswith("fs.mqueue."):
+        if "ipc" in types:
+            return
+        raise _fail("linux.sysctl", f"{name!r} is not allowed in the host's ipc namespace")
+    if name.startswith("net."):
+        path = next((ns.get("path") for ns in namespaces if ns.get("type") == "network"), None)
+        if "network" in types and not (path and _same_file(path, "/proc/self/ns/net")):
+            return
+        raise _fail("linux.sysctl", f"{name!r} is not allowed in the host's network namespace")
+    if name == "kernel.domainname" and "uts" in types:
+        return
+    raise _fail("linux.sysctl", f"{name!r} is not in a separate kernel namespace")
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        sa, sb = os.stat(a), os.stat(b)
+    except OSError:
+        return False
+    return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
+
+
 def _validate_linux(linux: dict, config: dict) -> None:
     types = set()
     namespaces = linux.get("namespaces") or []
@@ -264,6 +294,7 @@ def _validate_linux(linux: dict, config: dict) -> None:
         _expect(value, str, f"linux.sysctl.{name}", "a string")
         if "/" in name or ".." in name:
             raise _fail("linux.sysctl", f"invalid name {name!r}")
+        _check_sysctl_namespace(name, types, namespaces)
     for i, dev in enumerate(linux.get("devices") or []):
         if not isinstance(dev, dict) or not str(dev.get("path", "")).startswith("/dev/"):
             raise _fail(f"linux.devices[{i}].path", "must be a path under /dev")
