@@ -245,7 +245,7 @@ def test_pause_resume_pids_metrics_update(env, mk):
     client, _, events = env
     tpb = _tpb()
     stub = th.tasks_stub(client)
-    cid, log = mk(["sh", "-c", "sleep 1000 & wait"])
+    cid, log = mk(["sh", "-c", "sleep 1000 & wait $!"])
     create(client, cid, log)
     start(client, cid)
     pids = stub.ListPids(tpb.ListPidsRequest(container_id=cid)).pids
@@ -272,6 +272,13 @@ def test_pause_resume_pids_metrics_update(env, mk):
     assert stats["pids"]["limit"] == 50
     with pytest.raises(errdefs.InvalidArgument):
         stub.Update(tpb.UpdateTaskRequest(container_id=cid, resources=b"not json"))
+    # SIGTERM to the init alone is ignored (pid 1 without a handler); with all=True its
+    # sleep child dies too, and sh's `wait` returns 128+15
+    stub.Kill(tpb.KillRequest(container_id=cid, signal=signal.SIGTERM))
+    time.sleep(0.2)
+    assert get(client, cid).status == tpb.RUNNING
+    stub.Kill(tpb.KillRequest(container_id=cid, signal=signal.SIGTERM, all=True))
+    assert wait(client, cid).exit_status == 128 + signal.SIGTERM
 
 
 def test_delete_running_needs_force_and_leaves_nothing(env, mk, managerd):
