@@ -308,6 +308,12 @@ class Daemon:
         mode = hc.get("NetworkMode") or "default"
         if mode not in ("default", "bridge", "host", "none") and not mode.startswith("container:"):
             raise errdefs.NotFound(f"network {mode} not found")
+        if mode.startswith("container:"):
+            self.get(mode.split(":", 1)[1])  # 404 when the other container is unknown
+        if any(hc.get("PortBindings") or {}) or hc.get("PublishAllPorts"):
+            raise errdefs.InvalidArgument(
+                "port publishing (-p/-P) needs bridge networking, which this engine does not "
+                "provide yet; use --network host")
 
     async def _spec(self, c: Container, image: ImageInfo) -> dict[str, Any]:
         passwd = group = None
@@ -336,10 +342,21 @@ class Daemon:
             netns_path=self._netns(c)))
 
     def _netns(self, c: Container) -> str | None:
-        """The namespace path the spec joins (None: host network or a private one)."""
-        if (c.host_config.get("NetworkMode") or "default") == "host" or not self.config.manage_netns:
+        """The namespace path the spec joins: the container's own (lo only), another
+        container's for `container:<name>`, None for host networking."""
+        mode = c.host_config.get("NetworkMode") or "default"
+        if mode == "host" or not self.config.manage_netns:
             return None
+        if mode.startswith("container:"):
+            other = self.get(mode.split(":", 1)[1])
+            if other.id == c.id:
+                raise errdefs.InvalidArgument("cannot join own network")
+            return netns.path_for(self.config.exec_root, other.id)
         return netns.path_for(self.config.exec_root, c.id)
+
+    def _owns_netns(self, c: Container) -> bool:
+        return (c.host_config.get("NetworkMode") or "default") not in ("host",) and not (
+            c.host_config.get("NetworkMode") or "").startswith("container:")
 
     def _write_etc_files(self, c: Container) -> None:
         hostname = c.config["Hostname"]
@@ -388,8 +405,11 @@ class Daemon:
             except errdefs.NotFound:
                 pass
             path = self._netns(c)
-            if path:
+            if path and self._owns_netns(c):
                 await netns.ensure(path)
+            elif path and not netns.is_mounted(path):
+                raise errdefs.FailedPrecondition(
+                    f"cannot join network of a non running container: {path.rsplit('/', 1)[-1]}")
             await self.manager.create_task(c.id, rootfs, io)
             rt.exited = asyncio.Event()
             await self._open_pending_attaches(c)
@@ -718,9 +738,8 @@ class Daemon:
             await self.manager.remove_snapshot(c.snapshot_key)
         except errdefs.NotFound:
             pass
-        path = self._netns(c)
-        if path:
-            await netns.remove(path)
+        if self.config.manage_netns and self._owns_netns(c):
+            await netns.remove(netns.path_for(self.config.exec_root, c.id))
         shutil.rmtree(c.root, ignore_errors=True)
         del self.containers[c.id]
         self.names.release(c.id)

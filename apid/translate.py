@@ -838,7 +838,8 @@ def with_namespaces(netns_path: str | None, host_config: dict[str, Any]) -> Spec
         for kind, mode in modes.items():
             if mode == "host":
                 ns[:] = [n for n in ns if n["type"] != kind]
-            elif mode.startswith("container:"):
+            elif mode.startswith("container:") and not (kind == "network" and netns_path):
+                # a shared network namespace arrives as netns_path (resolved by the daemon)
                 raise InvalidArgument(f"{kind} mode {mode!r} is not supported by this engine yet")
         if netns_path and any(n["type"] == "network" for n in ns):
             for n in ns:

@@ -126,3 +126,15 @@ def test_stop_signal_and_stop_timeout(stack, busybox, name):
     assert state["State"]["ExitCode"] == 42 and state["Config"]["StopSignal"] == "USR1"
     assert state["Config"]["StopTimeout"] == 30
     stack.docker("rm", name)
+
+
+def test_network_container_mode_and_ports_refused(stack, busybox, name):
+    assert stack.docker("run", "-d", "--name", name, busybox, "sleep", "60").returncode == 0
+    r = stack.docker("run", "--rm", "--network", f"container:{name}", busybox, "sh", "-c",
+                     "readlink /proc/self/ns/net")
+    assert r.returncode == 0, r.stderr
+    own = stack.docker("exec", name, "readlink", "/proc/self/ns/net")
+    assert r.stdout == own.stdout  # the same network namespace
+    r = stack.docker("run", "--rm", "-p", "18080:80", busybox, "true")
+    assert r.returncode == 125 and b"bridge networking" in r.stderr
+    stack.docker("rm", "-f", name)
