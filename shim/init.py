@@ -149,6 +149,8 @@ def _namespaces(sc: Syscalls, namespaces: list[dict], skip: int = 0) -> int:
 def _init(sc: Syscalls, chan: Channel, ctx: InitContext) -> None:
     from dockyard.shim import rootfs  # here, not at the top: `exec` never needs it
 
+    proc.load_child_modules()
+
     config = ctx.config
     linux = config.get("linux") or {}
     process = config["process"]
@@ -275,6 +277,7 @@ _JOIN_ORDER = ("ipc", "uts", "network", "cgroup", "mount")
 
 
 def _exec(sc: Syscalls, chan: Channel, ctx: ExecContext) -> None:
+    proc.load_child_modules()  # before setns(CLONE_NEWNS) hides the shim's files
     tr = sys.modules.get("dockyard.shim.trace")  # a traced exec (shim/trace.py)
     span = tr.begin("namespaces", joined=",".join(k for k in _JOIN_ORDER if k in ctx.ns_fds)) \
         if tr else None

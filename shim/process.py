@@ -20,13 +20,6 @@ import errno
 import os
 import stat
 
-from dockyard.shim import rlimits
-
-try:
-    from dockyard.shim.caps import apply_capabilities
-except ImportError:  # shim-kernel's module missing: only switch users
-    apply_capabilities = None
-
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from dockyard.shim._sys.syscalls import Syscalls
@@ -112,6 +105,15 @@ def _home(uid: int) -> str:
     return "/"
 
 
+def load_child_modules() -> None:
+    """Import what only the child needs (rlimits + `resource`, caps), in the
+    child, while it can still see the shim's files (before pivot_root or
+    setns(CLONE_NEWNS)): after fork it overlaps with the parent's cgroup
+    work instead of adding to every verb's start-up."""
+    import dockyard.shim.caps  # noqa: F401
+    import dockyard.shim.rlimits  # noqa: F401
+
+
 def preload(process: dict, seccomp: dict | None, hooks: dict | None = None) -> Filter | None:
     """Before fork, in the parent: import every module the child will need
     (after pivot_root or setns(CLONE_NEWNS) the shim's own files are out of
@@ -158,6 +160,9 @@ def prepare(sc: Syscalls, process: dict, seccomp: Filter | None) -> Prepared:
     """Everything that may fail and must be reported before the exec fifo:
     rlimits, OOM score, cwd, user + capabilities, the executable's path,
     the compiled seccomp filter. Runs inside the container's root, as root."""
+    from dockyard.shim import rlimits  # loaded by load_child_modules()
+    from dockyard.shim.caps import apply_capabilities
+
     rlimits.apply(process.get("rlimits"))
     if process.get("oomScoreAdj") is not None:
         rlimits.oom_score_adj(process["oomScoreAdj"])
@@ -186,10 +191,7 @@ def prepare(sc: Syscalls, process: dict, seccomp: Filter | None) -> Prepared:
         os.setgid(gid)
         os.setuid(uid)
 
-    if apply_capabilities is None:
-        change_user()
-    else:
-        apply_capabilities(process.get("capabilities") or {}, change_user=change_user, sys=sc)
+    apply_capabilities(process.get("capabilities") or {}, change_user=change_user, sys=sc)
     if nnp:
         sc.prctl(_PR_SET_NO_NEW_PRIVS, 1)
     os.umask(user.get("umask", 0o022) if user.get("umask") is not None else 0o022)
