@@ -118,6 +118,12 @@ class EventBus:
             self._subs.append(sub)
         return sub
 
+    def subscriber_count(self) -> int:
+        """How many subscriptions are open (tasks waits for one before publishing the
+        exits it recovered after a restart)."""
+        with self._lock:
+            return len(self._subs)
+
     def _remove(self, sub: Subscription) -> None:
         with self._lock:
             if sub in self._subs:
