@@ -7,10 +7,9 @@ import socket
 
 import pytest
 import uvicorn
+from dockyard.apid.hijack import HijackProtocol, hijack
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
-
-from dockyard.apid.hijack import HijackProtocol, hijack
 
 pytestmark = pytest.mark.timeout(30)
 
