@@ -6,7 +6,6 @@ import subprocess
 import sys
 
 import pytest
-from conftest import DOCKER_CLIS
 from helpers.registry import free_port
 
 pytestmark = [pytest.mark.privileged, pytest.mark.timeout(90)]
@@ -42,7 +41,7 @@ def test_tls_listener_requires_client_certs(stack, certs, tmp_path):
          str(certs / "ca.pem"), "--tlscert", str(certs / "server.pem"), "--tlskey",
          str(certs / "server-key.pem")], stdout=log, stderr=subprocess.STDOUT)
     try:
-        args = [DOCKER_CLIS[0], "--tlsverify", "--tlscacert", str(certs / "ca.pem"),
+        args = [stack.docker_cli, "--tlsverify", "--tlscacert", str(certs / "ca.pem"),
                 "--tlscert", str(certs / "client.pem"), "--tlskey", str(certs / "client-key.pem"),
                 "-H", f"tcp://127.0.0.1:{port}", "version", "--format", "{{.Server.APIVersion}}"]
         env = {k: v for k, v in stack.env.items() if k != "DOCKER_HOST"}
