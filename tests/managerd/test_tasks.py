@@ -422,3 +422,21 @@ def test_monitor_killed(env, mk, managerd):
         pass
     assert delete(client, cid).exit_status == 255
     assert th.leaked_mounts(cid) == [] and th.leaked_cgroups(cid) == []
+
+
+def test_list_filters_and_namespaces_isolate(env, mk, managerd):
+    client, _, _ = env
+    tpb = _tpb()
+    a, log_a = mk(["sleep", "1000"])
+    b, log_b = mk(["sleep", "1000"])
+    create(client, a, log_a)
+    create(client, b, log_b)
+    stub = th.tasks_stub(client)
+    listed = {p.container_id for p in stub.List(tpb.ListTasksRequest()).tasks}
+    assert {a, b} <= listed
+    only = stub.List(tpb.ListTasksRequest(container_ids=[a])).tasks
+    assert [(p.container_id, p.status) for p in only] == [(a, tpb.CREATED)]
+    with managerd.client(f"dy-other-{uuid.uuid4().hex[:8]}") as other:
+        assert list(th.tasks_stub(other).List(tpb.ListTasksRequest()).tasks) == []
+        with pytest.raises(errdefs.NotFound):
+            th.tasks_stub(other).Get(tpb.GetRequest(container_id=a))
