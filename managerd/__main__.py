@@ -75,6 +75,9 @@ def parse_args(argv: list[str] | None = None) -> Config:
 
 def main(argv: list[str] | None = None) -> int:
     config = parse_args(argv)
+    # a TRACEPARENT of our own would make every runtime run trace into it: only traced
+    # calls hand one to the runtime (managerd/trace.py)
+    os.environ.pop("TRACEPARENT", None)
     logging.basicConfig(level=config.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from dockyard.managerd.server import Server

@@ -57,7 +57,10 @@ def trace_stack(tmp_path_factory, shim_bin):
     trace_dir = base / "exec" / "trace"  # <apid exec-root>/trace
     managerd = ManagerdProcess(base / "managerd", [
         "--runtime", shim_bin, "--trace-dir", str(trace_dir),
-        "--log-root", str(base / "data" / "containers")]).start()
+        "--log-root", str(base / "data" / "containers")],
+        # a TRACEPARENT in managerd's own environment must not reach untraced runtimes
+        env={"TRACEPARENT": f"00-{'1' * 32}-{'2' * 16}-01",
+             "DOCKYARD_TRACE_DIR": str(trace_dir)}).start()
     apid = apid_it.ApidProcess(base, managerd.address)
     try:
         apid.start()

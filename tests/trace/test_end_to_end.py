@@ -179,6 +179,7 @@ def test_an_untraced_run_writes_no_trace_file(trace_stack, name):
     time.sleep(0.2)
     after = set(os.listdir(trace_stack.trace_dir)) if trace_stack.trace_dir.exists() else set()
     assert after == before
+    assert f"{'1' * 32}.jsonl" not in after  # managerd's own TRACEPARENT (conftest) is not used
 
 
 def test_dockyard_run_trace_prints_the_tree(trace_stack, name):
