@@ -876,6 +876,12 @@ class TaskManager:
             states = task.monitor.state()
         except errdefs.EngineError:
             states = None
+        if states is None and not task.init.pid and not os.path.exists(
+                os.path.join(task_dir, "exit")):
+            # a create cut short by a crash (no monitor answered the handshake): undo it
+            log.warning("removing a half-created task container_id=%s", cid)
+            self._teardown_failed_create(task)
+            return None
         if states is None:
             exit_info = monitor.read_exit_file(task_dir)
             if exit_info is None and task.init.pid:

@@ -188,3 +188,24 @@ def test_kill9_restart_survival(managerd_factory, shim_bin, tmp_path, subreaper,
     for cid in [*printers, chatter]:
         assert th.leaked_cgroups(cid) == []
     assert os.listdir(state_dir) == []
+
+
+def test_restart_cleans_half_done_work(managerd_factory, shim_bin):
+    """A create cut short (record, no monitor) and a delete cut short (.del-* dir) are
+    finished on start-up instead of showing up as tasks."""
+    tpb = _tpb()
+    m = managerd_factory(name="halfdone")
+    ns = f"dy-half-{uuid.uuid4().hex[:8]}"
+    m.stop()
+    tasks_dir = os.path.join(str(m.state), "tasks", ns)
+    half = os.path.join(tasks_dir, "dy-half")
+    os.makedirs(os.path.join(half, "rootfs"))
+    with open(os.path.join(half, "task.json"), "w") as f:
+        json.dump({"namespace": ns, "id": "dy-half", "runtime": shim_bin,
+                   "runtime_root": os.path.join(str(m.state), "runtime", ns),
+                   "status": "created", "init": {"pid": 0}}, f)
+    os.makedirs(os.path.join(tasks_dir, ".del-dy-gone-1234", "rootfs"))
+    m.start()
+    with m.client(ns) as client:
+        assert list(th.tasks_stub(client).List(tpb.ListTasksRequest()).tasks) == []
+    assert os.listdir(tasks_dir) == []
