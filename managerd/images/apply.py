@@ -543,9 +543,11 @@ def inherit_dir_attrs(root: str, rels: Iterable[str], parents: Iterable[str]) ->
     """Give dirs a layer created implicitly the attributes lower layers have for them
     (for layers unpacked before their lowers were known)."""
     parents = list(parents)
+    real_root = os.path.realpath(root)
     for rel in rels:
-        path = os.path.join(root, rel)
-        if os.path.isdir(path) and not os.path.islink(path):
+        path = os.path.join(real_root, rel)
+        # a later entry may have replaced a parent by a symlink: never follow it out
+        if os.path.realpath(path) == path and os.path.isdir(path):
             _inherit(path, rel.split("/"), parents)
 
 

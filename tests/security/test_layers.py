@@ -191,3 +191,20 @@ def test_pull_of_a_cached_way_out_stays_inside(svc, registry, host_marker):  # n
     assert os.listdir(host_marker / "y") == []
     top = svc.snapshots.path(NS, svc.snapshotter, res.layers[-1])
     assert os.path.isfile(os.path.join(top, str(host_marker).lstrip("/"), "y/pwned"))
+
+
+def test_pull_parent_dir_attrs_never_reach_the_host(svc, registry, host_marker):  # noqa: F811
+    """Implicit parent dirs take a lower layer's owner/mode (containerd); when such
+    a dir is replaced by a symlink to a host dir, the host dir must keep its own."""
+    target = host_marker / "y"
+    target.mkdir(mode=0o755)
+    os.chmod(target, 0o755)
+    lower = im.tar_layer([im.dir("a", mode=0o777, uid=4321), im.dir("a/y", mode=0o777, uid=4321)])
+    upper = im.tar_layer([im.file("a/y/f", "x"), im.symlink("a", str(host_marker))])
+    img = im.make_image([lower, upper])
+    repo = f"sec{uuid.uuid4().hex[:10]}"
+    im.push(registry, repo, "latest", img)
+    pullmod.pull(svc, NS, f"{registry.host}/{repo}")
+    st = os.stat(target)
+    assert (oct(st.st_mode & 0o7777), st.st_uid) == (oct(0o755), 0), "host dir's attributes changed"
+    assert os.listdir(target) == []
