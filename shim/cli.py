@@ -308,8 +308,21 @@ def _poststart(c) -> None:  # noqa: ANN001
 
 def cmd_run(root: str, opts: dict, pos: list[str], log: Logger) -> int:
     from dockyard.shim.container import Container, wait_forwarding
-    c = Container.create(root, pos[0], _create_options(opts),
-                         keep_channel=not opts.get("detach"))
+    create = _create_options(opts)
+    ours = None  # attached + terminal + no console socket: we hold the pty (runc does)
+    if not opts.get("detach") and not create.console_socket and _wants_terminal(create.bundle):
+        import _socket
+        ours, create.console = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    try:
+        c = Container.create(root, pos[0], create, keep_channel=not opts.get("detach"))
+    finally:
+        if create.console is not None:
+            create.console.close()
+    master = -1
+    if ours is not None:
+        from dockyard.shim.console import receive_master
+        master, _ = receive_master(ours)
+        ours.close()
     try:
         c.start()
         _poststart(c)
@@ -323,12 +336,25 @@ def cmd_run(root: str, opts: dict, pos: list[str], log: Logger) -> int:
         return 0
     msg = c.chan.recv()  # EOF once the program is exec'd
     c.chan.close()
+    if master >= 0:
+        from dockyard.shim.console import proxy
+        proxy(master)
     code = wait_forwarding(c.init_pid)
     if msg is not None and msg.get("type") == "error":
         log.error(str(msg.get("msg")))
     if not opts.get("keep"):
         c.remove()
     return code
+
+
+def _wants_terminal(bundle: str) -> bool:
+    """process.terminal of the bundle's config (errors are left to create)."""
+    try:
+        with open(os.path.join(bundle, "config.json"), "rb") as f:
+            config = _json.loads(f.read())
+        return bool(config["process"]["terminal"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
 
 
 def cmd_state(root: str, opts: dict, pos: list[str], log: Logger) -> int:

@@ -16,10 +16,11 @@ import fcntl
 import os
 import struct
 
-__all__ = ["connect", "setup_terminal", "receive_master"]
+__all__ = ["connect", "setup_terminal", "receive_master", "proxy"]
 
 _TIOCSCTTY = 0x540E
 _TIOCSWINSZ = 0x5414
+_TIOCGWINSZ = 0x5413
 
 
 def connect(path: str) -> _socket.socket:
@@ -64,3 +65,53 @@ def receive_master(sock: _socket.socket) -> tuple[int, bytes]:
         if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
             return struct.unpack("i", raw[:4])[0], data
     raise OSError("console socket message carried no file descriptor")
+
+
+def _copy_size(src: int, dst: int) -> None:
+    try:
+        fcntl.ioctl(dst, _TIOCSWINSZ, fcntl.ioctl(src, _TIOCGWINSZ, b"\0" * 8))
+    except OSError:
+        pass
+
+
+def proxy(master: int, stdin: int = 0, stdout: int = 1) -> None:
+    """Attached `run` with a terminal: copy our stdin to the pty master and the
+    master to our stdout until the container side closes (runc's tty proxy).
+    A terminal on our stdin is put in raw mode (restored after) and its size
+    follows SIGWINCH."""
+    import _signal
+    import select
+    import termios
+    import tty
+
+    saved = None
+    if os.isatty(stdin):
+        saved = termios.tcgetattr(stdin)
+        tty.setraw(stdin)
+        _copy_size(stdin, master)
+        _signal.signal(_signal.SIGWINCH, lambda *_: _copy_size(stdin, master))
+    reading = [master, stdin]
+    try:
+        while True:
+            try:
+                ready, _, _ = select.select(reading, [], [])
+            except InterruptedError:
+                continue
+            if master in ready:
+                try:
+                    data = os.read(master, 65536)
+                except OSError:  # EIO: every slave fd is closed, the container is done
+                    data = b""
+                if not data:
+                    break
+                os.write(stdout, data)
+            if stdin in ready:
+                data = os.read(stdin, 65536)
+                if data:
+                    os.write(master, data)
+                else:
+                    reading.remove(stdin)  # our input ended; keep showing output
+    finally:
+        if saved is not None:
+            termios.tcsetattr(stdin, termios.TCSADRAIN, saved)
+        os.close(master)

@@ -145,7 +145,7 @@ class CreateOptions:
     """The flags of `create`/`run` (runc names)."""
 
     __slots__ = ("bundle", "pid_file", "console_socket", "no_pivot", "no_new_keyring",
-                 "preserve_fds")
+                 "preserve_fds", "console")
 
     def __init__(self, bundle: str = ".", pid_file: str | None = None,
                  console_socket: str | None = None, no_pivot: bool = False,
@@ -153,6 +153,9 @@ class CreateOptions:
         self.bundle = bundle
         self.pid_file = pid_file
         self.console_socket = console_socket
+        # attached `run` with a terminal: one end of a socketpair standing in for
+        # the console socket; the shim itself receives the master and copies I/O
+        self.console = None
         self.no_pivot = no_pivot
         self.no_new_keyring = no_new_keyring
         self.preserve_fds = preserve_fds
@@ -284,7 +287,7 @@ class Container:
             raise NotFound(f"rootfs ({rootfs}) does not exist")
         rootfs = os.path.realpath(rootfs)
         process = config["process"]
-        if process.get("terminal") and not opts.console_socket:
+        if process.get("terminal") and not opts.console_socket and opts.console is None:
             raise InvalidArgument("cannot allocate tty if runc will detach without setting "
                                   "console socket")
         if not process.get("terminal") and opts.console_socket:
@@ -326,7 +329,7 @@ class Container:
         mgr = _open_manager(linux.get("cgroupsPath"), self.id)  # paths only, nothing made yet
         self._mgr = mgr
         undo.append(mgr.destroy)  # before the child's kill in `undo`: runs after it
-        console = None
+        console = opts.console
         if opts.console_socket:
             from dockyard.shim.console import connect
             console = connect(opts.console_socket)

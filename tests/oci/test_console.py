@@ -103,3 +103,24 @@ def test_terminal_needs_console_socket(shim):
     res = shim("create", "--bundle", str(bundle), cid)
     assert res.returncode == 1
     assert "console socket" in res.stderr
+
+
+def test_attached_run_with_terminal_proxies_the_pty(shim):
+    """`spec` + `run` as the README shows: the shim holds the pty itself."""
+    import subprocess
+    cfg = busybox.base_config(["sh"], terminal=True)
+    cid = shim.container()
+    bundle = shim.bundle(cfg)
+    master, slave = os.openpty()
+    try:
+        proc = subprocess.Popen([shim.binary, "--root", shim.root, "run", "--bundle",
+                                 str(bundle), cid], stdin=slave, stdout=slave, stderr=slave)
+        os.close(slave)
+        # type only once the prompt is there: raw mode flushes earlier input (TCSAFLUSH)
+        out = read_until(master, b"# ")
+        os.write(master, b"tty; echo $((6*7)); exit 4\n")
+        out += read_until(master, b"42\r\n")
+        assert proc.wait(timeout=20) == 4
+        assert b"/dev/pts/0" in out and b"42" in out
+    finally:
+        os.close(master)
