@@ -178,8 +178,10 @@ class Daemon:
             c.state.pid = 0
             await self.save(c)
         policy = (c.host_config.get("RestartPolicy") or {}).get("Name") or "no"
-        if policy == "always" or (policy == "unless-stopped" and not c.manually_stopped) or (
-                was_running and self._should_restart(c, c.state.exit_code, restore=True)):
+        started_before = bool(c.state.started_at)  # never-started containers stay created
+        if started_before and (policy == "always" or (
+                policy == "unless-stopped" and not c.manually_stopped) or (
+                was_running and self._should_restart(c, c.state.exit_code, restore=True))):
             c.manually_stopped = False
             self._schedule_restart(c, delay=0.0)
         elif c.host_config.get("AutoRemove") and was_running:

@@ -128,13 +128,15 @@ def start_dockerd(base: Path, cli: str, stack: contextlib.ExitStack) -> Engine:
     return Engine("dockerd", sock, cli)
 
 
-def start_dockyard(base: Path, cli: str, stack: contextlib.ExitStack) -> Engine:
+def start_dockyard(base: Path, cli: str, stack: contextlib.ExitStack,
+                   runtime: str | None = None) -> Engine:
     shim = base / "dockyard-shim"
     shim.write_text(f"#!{sys.executable} -IS\nimport sys\nsys.path.insert(0, "
                     f"{str(REPO / 'src')!r})\nfrom dockyard.shim.cli import main\n"
                     "sys.exit(main())\n")
     shim.chmod(0o755)
-    managerd = ManagerdProcess(base / "managerd", ["--runtime", str(shim), "--log-root",
+    managerd = ManagerdProcess(base / "managerd", ["--runtime", runtime or str(shim),
+                                                   "--log-root",
                                                    str(base / "ydata" / "containers"),
                                                    "--log-level", "warning"]).start()
     stack.callback(managerd.stop)
@@ -191,6 +193,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cli", default="/usr/local/bin/docker" if os.path.exists(
         "/usr/local/bin/docker") else "/usr/bin/docker")
     p.add_argument("--only", choices=["dockerd", "dockyard"])
+    p.add_argument("--runtime", default=None,
+                   help="dockyard's OCI runtime (default: this checkout's dockyard-shim; "
+                        "`runc` shows the engine without the Python runtime)")
     a = p.parse_args(argv)
     if os.geteuid() != 0:
         print("bench/engine.py needs root", file=sys.stderr)
@@ -207,7 +212,8 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             with contextlib.ExitStack() as inner:
                 (base / name).mkdir()
-                engine = start(base / name, a.cli, inner)
+                engine = (start_dockyard(base / name, a.cli, inner, a.runtime)
+                          if name == "dockyard" else start(base / name, a.cli, inner))
                 try:
                     results[name] = bench(engine, image, a.n, a.count, a.parallel, a.list)
                 finally:
@@ -216,8 +222,10 @@ def main(argv: list[str] | None = None) -> int:
                                           for k, v in results[name].items()), flush=True)
     cli_version = subprocess.run([a.cli, "--version"], capture_output=True,
                                  text=True).stdout.strip()
-    print(f"\n{platform.node()} {platform.release()} {os.cpu_count()} cpus; {cli_version}; "
-          f"n={a.n} count={a.count} parallel={a.parallel} list={a.list}")
+    load = os.getloadavg()[0]
+    print(f"\n{platform.node()} {platform.release()} {os.cpu_count()} cpus, load {load:.1f}; "
+          f"{cli_version}; n={a.n} count={a.count} parallel={a.parallel} list={a.list}; "
+          f"dockyard runtime={a.runtime or 'dockyard-shim'}")
     print("| figure | dockerd | dockyard | ratio |\n| --- | --- | --- | --- |")
     labels = {"run_rm": "`docker run --rm busybox true` (median)",
               "run_d_batch": f"`docker run -d` x{a.count}, {a.parallel} at a time (wall)",

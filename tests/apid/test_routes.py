@@ -249,3 +249,19 @@ def test_event_bus_replay_then_live_without_duplicates():
         return got
 
     assert asyncio.run(scenario()) == ["create", "start"]
+
+
+def test_restore_keeps_never_started_always_container_created(env):
+    import asyncio
+
+    client, manager, daemon = env
+    cid = create(client, Cmd=["sleep", "1"], name="never",
+                 HostConfig={"RestartPolicy": {"Name": "always"}}).json()["Id"]
+
+    async def restored():
+        fresh = Daemon(manager, daemon.config)
+        await fresh.restore()
+        await asyncio.sleep(0.2)
+        return fresh.get(cid).state.status
+
+    assert asyncio.run(restored()) == "created"
