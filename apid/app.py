@@ -105,7 +105,7 @@ def create_app(daemon: Any, *, images: Any = None, tracer: Any = None) -> Any:
         An ASGI callable (the FastAPI app wrapped in the version middleware);
         `.fastapi` on it gives the FastAPI object (OpenAPI, dependency overrides).
     """
-    from dockyard.apid.routes import archive, containers, system
+    from dockyard.apid.routes import archive, containers, networks, system
     from dockyard.apid.routes import exec as exec_routes
     from dockyard.apid.routes import images as image_routes
 
@@ -122,6 +122,7 @@ def create_app(daemon: Any, *, images: Any = None, tracer: Any = None) -> Any:
     app.include_router(archive.router)
     app.include_router(exec_routes.router)
     app.include_router(image_routes.router)
+    app.include_router(networks.router)
     from dockyard.apid.trace import TraceMiddleware, Tracer
 
     tracer = tracer or Tracer(f"{daemon.config.exec_root}/trace")

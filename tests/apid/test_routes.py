@@ -265,3 +265,14 @@ def test_restore_keeps_never_started_always_container_created(env):
         return fresh.get(cid).state.status
 
     assert asyncio.run(restored()) == "created"
+
+
+def test_builtin_networks_and_no_volumes(env):
+    client, _, _ = env
+    names = [n["Name"] for n in client.get("/networks").json()]
+    assert names == ["bridge", "host", "none"]
+    assert client.get("/networks/host").json()["Driver"] == "host"
+    assert client.get("/networks/nope").status_code == 404
+    r = client.post("/networks/create", json={"Name": "x"})
+    assert r.status_code == 501 and "not supported" in r.json()["message"]
+    assert client.get("/volumes").json() == {"Volumes": [], "Warnings": None}
