@@ -17,7 +17,15 @@ from dockyard.client import api
 if TYPE_CHECKING:
     from typing import Any, NoReturn, TextIO
 
-__all__ = ["CLIError", "Context", "DockyardParser", "add_verb", "daemon_hint"]
+__all__ = ["CLIError", "UsageError", "Context", "DockyardParser", "add_verb", "daemon_hint"]
+
+
+class UsageError(ValueError):
+    """A flag value that cannot mean anything: the CLI exits 125 with this message.
+
+    (Defined here, not in opts.py, so verbs can catch it without importing the flag
+    parsers on every command.)
+    """
 
 
 class CLIError(Exception):

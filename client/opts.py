@@ -14,13 +14,12 @@ import os
 import re
 from typing import Any
 
+from dockyard.client.context import UsageError  # defined there so verbs need not import this
+
 __all__ = ["UsageError", "add_create_flags", "build_create", "parse_size", "parse_duration",
            "parse_ulimit", "parse_mount", "parse_publish", "parse_detach_keys",
            "parse_env_file", "parse_restart", "split_repo_tag"]
 
-
-class UsageError(ValueError):
-    """A flag value that cannot mean anything: the CLI exits 125 with this message."""
 
 
 _SIZE_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40,

@@ -222,9 +222,17 @@ FUNCS: dict[str, Callable[..., Any]] = {
 
 # --- template parsing -------------------------------------------------------------------------
 
-_ACTION = re.compile(r"\{\{(-\s)?(.*?)(\s-)?\}\}", re.S)
-_TOKEN = re.compile(r'\s*(?:("(?:[^"\\]|\\.)*")|(`[^`]*`)|(-?\d+(?:\.\d+)?)|(\|)|(\(|\))'
-                    r"|(\$?\.[\w.]*|\$)|([A-Za-z_]\w*))")
+_ACTION_RE = r"\{\{(-\s)?(.*?)(\s-)?\}\}"
+_TOKEN_RE = (r'\s*(?:("(?:[^"\\]|\\.)*")|(`[^`]*`)|(-?\d+(?:\.\d+)?)|(\|)|(\(|\))'
+             r"|(\$?\.[\w.]*|\$)|([A-Za-z_]\w*))")
+_compiled: dict[str, re.Pattern[str]] = {}
+
+
+def _re(pattern: str) -> re.Pattern[str]:
+    # compiled on first use: most commands print no template, and compiling costs start-up
+    if pattern not in _compiled:
+        _compiled[pattern] = re.compile(pattern, re.S)
+    return _compiled[pattern]
 
 
 class _Field:
@@ -281,7 +289,7 @@ class _Pipeline:
         text = text.strip()
         stack: list[list[list[Any]]] = []
         while pos < len(text):
-            m = _TOKEN.match(text, pos)
+            m = _re(_TOKEN_RE).match(text, pos)
             if not m or m.end() == pos:
                 raise TemplateError(f"unexpected {text[pos:]!r} in {{{{{text}}}}}")
             pos = m.end()
@@ -383,7 +391,7 @@ class Template:
     def _lex(text: str) -> list[tuple[str, str]]:
         tokens: list[tuple[str, str]] = []
         pos = 0
-        for m in _ACTION.finditer(text):
+        for m in _re(_ACTION_RE).finditer(text):
             literal = text[pos:m.start()]
             if m.group(1):
                 literal = literal.rstrip()

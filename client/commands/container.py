@@ -16,8 +16,7 @@ from typing import Any
 
 from dockyard.client import api, output
 from dockyard.client.api import q
-from dockyard.client.context import CLIError, Context, add_verb
-from dockyard.client.opts import UsageError
+from dockyard.client.context import CLIError, Context, UsageError, add_verb
 
 __all__ = ["register"]
 
@@ -686,17 +685,23 @@ def commit(ctx: Context, ns: argparse.Namespace) -> int:
 # --- registration ----------------------------------------------------------------------------
 
 
-def register(subparsers: Any) -> None:
-    from dockyard.client.opts import add_create_flags
+def _create_flags(p: Any, run: bool) -> None:
+    # opts.py is only imported when run/create is the verb being parsed (start-up cost)
+    if getattr(p, "add_argument", None) is not None and isinstance(p, argparse.ArgumentParser):
+        from dockyard.client.opts import add_create_flags
 
+        add_create_flags(p, run=run)
+
+
+def register(subparsers: Any) -> None:
     p = add_verb(subparsers, "run", run, "[OPTIONS] IMAGE [COMMAND] [ARG...]",
                  "Create and run a new container from an image", short_help=False)
-    add_create_flags(p, run=True)
+    _create_flags(p, run=True)
     p.set_defaults(failure_code=125)
 
     p = add_verb(subparsers, "create", create, "[OPTIONS] IMAGE [COMMAND] [ARG...]",
                  "Create a new container", short_help=False)
-    add_create_flags(p, run=False)
+    _create_flags(p, run=False)
     p.set_defaults(failure_code=125)
 
     p = add_verb(subparsers, "start", start, "[OPTIONS] CONTAINER [CONTAINER...]",
