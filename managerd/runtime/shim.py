@@ -28,7 +28,7 @@ from dockyard.managerd import trace
 
 from dockyard import errdefs
 
-__all__ = ["Runtime", "RuntimeError_", "resolve_binary", "last_error"]
+__all__ = ["Runtime", "RuntimeFailed", "resolve_binary", "last_error", "error_for"]
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ _CLASSIFY: tuple[tuple[str, type[errdefs.EngineError]], ...] = (
 )
 
 
-class RuntimeError_(errdefs.FailedPrecondition):
+class RuntimeFailed(errdefs.FailedPrecondition):
     """The runtime binary failed; ``message`` is its own last error record.
 
     A FailedPrecondition by default (the runtime refused this operation for this
@@ -95,7 +95,7 @@ def error_for(verb: str, container_id: str, message: str) -> errdefs.EngineError
     for needle, cls in _CLASSIFY:
         if needle in lowered:
             return cls(text)
-    return RuntimeError_(text)
+    return RuntimeFailed(text)
 
 
 @dataclass
