@@ -174,14 +174,18 @@ def _init(sc: Syscalls, chan: Channel, ctx: InitContext) -> None:
     rootfs.set_propagation(sc, linux.get("rootfsPropagation"))
     rootfs.bind_rootfs(sc, ctx.rootfs)
     mounts = config.get("mounts") or []
+    late = _late_cgroup_mount(config, view)
     joined = False
-    for m in mounts:
+    for i, m in enumerate(mounts):
+        if i == late:
+            continue
         if m.get("type") == "cgroup" and not joined:
             _join_cgroup(sc, chan, new)
             joined = True
         rootfs.mount_one(sc, ctx.rootfs, ctx.bundle, m, view)
-    if not joined:
+    if not joined and late is None:
         _join_cgroup(sc, chan, new)
+        joined = True
     dev_bound = any(m["destination"].rstrip("/") == "/dev" and
                     (m.get("type") == "bind" or "bind" in (m.get("options") or ()) or
                      "rbind" in (m.get("options") or ())) for m in mounts)
@@ -225,6 +229,11 @@ def _init(sc: Syscalls, chan: Channel, ctx: InitContext) -> None:
     rootfs.mask_paths(sc, linux.get("maskedPaths") or [])
     if (config.get("root") or {}).get("readonly"):
         rootfs.readonly_root(sc)
+    if not joined:
+        # everything above overlapped with the parent's cgroup join; now the
+        # cgroup namespace, and the cgroup mount inside the new root
+        _join_cgroup(sc, chan, new)
+        rootfs.mount_one(sc, "/", ctx.bundle, mounts[late], view)
     prepared = proc.prepare(sc, process, ctx.seccomp)
     if tr:
         tr.end(span, path=prepared.path)
@@ -254,6 +263,30 @@ def _container_hooks(kind: str, hooks: dict, ctx: InitContext) -> None:
     state = State(ctx.container_id, 1, status, ctx.bundle, "", "",
                   ctx.config.get("annotations")).hook_dict()
     run_hooks(kind, hooks[kind], state)
+
+
+def _late_cgroup_mount(config: dict, view: object) -> int | None:
+    """Index of the `cgroup` mount if it may wait until after pivot_root, so the
+    init does all other setup while the parent joins it to its cgroup (the
+    mount needs the cgroup namespace, which needs the join). Only a fresh,
+    namespaced mount with nothing mounted, masked or made read-only below it,
+    and no create hooks (they expect the join done)."""
+    hooks = config.get("hooks") or {}
+    if hooks.get("prestart") or hooks.get("createRuntime") or hooks.get("createContainer"):
+        return None
+    if not getattr(view, "namespaced", False):
+        return None
+    mounts = config.get("mounts") or []
+    found = [i for i, m in enumerate(mounts) if m.get("type") == "cgroup"]
+    if len(found) != 1:
+        return None
+    dest = mounts[found[0]]["destination"].rstrip("/") + "/"
+    linux = config.get("linux") or {}
+    others = [m["destination"] for i, m in enumerate(mounts) if i != found[0]]
+    others += list(linux.get("maskedPaths") or []) + list(linux.get("readonlyPaths") or [])
+    if any((p.rstrip("/") + "/").startswith(dest) for p in others):
+        return None
+    return found[0]
 
 
 def _join_cgroup(sc: Syscalls, chan: Channel, new: int) -> None:
