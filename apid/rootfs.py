@@ -16,6 +16,7 @@ import base64
 import contextlib
 import json
 import os
+import shutil
 import stat
 import subprocess
 import tarfile
@@ -153,7 +154,13 @@ def tar_path(root: str, path: str, out: IO[bytes]) -> None:
 
 def extract_tar(root: str, path: str, src: IO[bytes], no_overwrite_dir_non_dir: bool = False,
                 copy_uid_gid: bool = False) -> None:
-    """Extract a tar into directory `path` of the container (which must exist)."""
+    """Extract a tar into directory `path` of the container (which must exist).
+
+    Every entry's path and hard-link target is resolved inside `root` (symlinks in
+    the container or earlier in the tar followed as if `root` were `/`, as dockerd's
+    chrootarchive does), and a non-directory in an entry's way is replaced, never
+    written through: the kernel never follows a container's symlink to the host.
+    """
     dest = resolve_in_root(root, path)
     if not os.path.isdir(dest):
         if os.path.exists(dest):
@@ -164,20 +171,35 @@ def extract_tar(root: str, path: str, src: IO[bytes], no_overwrite_dir_non_dir: 
             name = os.path.normpath(member.name).lstrip("/")
             if name.startswith(".."):
                 raise errdefs.InvalidArgument(f"invalid tar entry: {member.name}")
-            target = resolve_in_root(dest, name, follow_last=False)
+            target = resolve_in_root(root, os.path.join(path, name), follow_last=False)
             if no_overwrite_dir_non_dir and os.path.lexists(target):
                 if os.path.isdir(target) != member.isdir():
                     kind = "directory" if os.path.isdir(target) else "non-directory"
                     raise errdefs.InvalidArgument(
                         f"cannot overwrite {kind} \"{os.path.join(path, name)}\" with "
                         f"{'directory' if member.isdir() else 'non-directory'}")
-            member.name = name
+            if target != dest and os.path.lexists(target) and not (
+                    member.isdir() and os.path.isdir(target) and not os.path.islink(target)):
+                if os.path.isdir(target) and not os.path.islink(target):
+                    shutil.rmtree(target)
+                else:
+                    os.unlink(target)
+            member.name = os.path.relpath(target, root)
             if not copy_uid_gid:
                 member.uid = member.gid = 0
                 member.uname = member.gname = ""
             if member.islnk():
-                member.linkname = os.path.normpath(member.linkname).lstrip("/")
-            tar.extract(member, dest, set_attrs=True, numeric_owner=True,
+                link = os.path.normpath(member.linkname).lstrip("/")
+                if link.startswith(".."):
+                    raise errdefs.InvalidArgument(f"invalid hard link target in tar entry "
+                                                  f"{name}: {member.linkname}")
+                # followed to the end: os.link would follow a final symlink on the host
+                link_target = resolve_in_root(root, os.path.join(path, link))
+                if not os.path.lexists(link_target):
+                    raise errdefs.InvalidArgument(f"hard link target {member.linkname} of tar "
+                                                  f"entry {name} is not in the container")
+                member.linkname = os.path.relpath(link_target, root)
+            tar.extract(member, root, set_attrs=True, numeric_owner=True,
                         filter="fully_trusted")
 
 

@@ -594,6 +594,15 @@ def with_etc_files(files: dict[str, str]) -> SpecOpt:
     return opt
 
 
+def _check_destination(dest: str) -> str:
+    """A container path may not climb with `..` nor be `/` (moby: "destination can't be '/'")."""
+    if ".." in dest.split("/"):
+        raise InvalidArgument(f"invalid mount path: '{dest}' must not contain '..'")
+    if not dest.strip("/"):
+        raise InvalidArgument("invalid specification: destination can't be '/'")
+    return dest
+
+
 def split_bind(bind: str) -> dict[str, Any]:
     """`/host:/ctr[:ro|rw|z|Z|shared|slave|private|…]` -> an OCI bind mount (named volumes: 400)."""
     parts = bind.split(":")
@@ -604,6 +613,7 @@ def split_bind(bind: str) -> dict[str, Any]:
     if not dest.startswith("/"):
         raise InvalidArgument(f"invalid volume specification: '{bind}': invalid mount config for "
                               "type \"bind\": invalid mount path: '{dest}' mount path must be absolute")
+    _check_destination(dest)
     if not src.startswith("/"):
         raise InvalidArgument(f"invalid volume specification: '{bind}': named volumes are not "
                               "supported by this engine yet")
@@ -627,6 +637,7 @@ def _mount_from_api(m: dict[str, Any]) -> dict[str, Any]:
     if not target.startswith("/"):
         raise InvalidArgument(f"invalid mount config for type \"{kind}\": invalid mount path: "
                               f"'{target}' mount path must be absolute")
+    _check_destination(target)
     ro = bool(m.get("ReadOnly"))
     if kind == "bind":
         src = m.get("Source") or ""
@@ -664,6 +675,7 @@ def with_user_mounts(binds: Iterable[str] | None, mounts: Iterable[dict] | None,
         for dest, options in (tmpfs or {}).items():
             if not dest.startswith("/"):
                 raise InvalidArgument(f"invalid mount path: '{dest}' mount path must be absolute")
+            _check_destination(dest)
             opts = ["noexec", "nosuid", "nodev"]
             for o in [o for o in (options or "").split(",") if o]:
                 opts = [x for x in opts if x != {"exec": "noexec", "suid": "nosuid",

@@ -39,3 +39,21 @@ def host_marker(tmp_path) -> HostMarker:
     os.utime(marker, ns=(10**18, 10**18))
     marker.mtime = marker.stat().st_mtime_ns
     return marker
+
+
+# apid's integration stack (registry + managerd + apid), loaded from its conftest by path:
+# `apid` as a module name would be the repo's own package
+def _load_apid_stack():
+    import importlib.util
+
+    path = Path(__file__).resolve().parent.parent / "apid" / "integration" / "conftest.py"
+    spec = importlib.util.spec_from_file_location("dy_security_apid_stack", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+_apid_stack = _load_apid_stack()
+stack = _apid_stack.stack
+busybox = _apid_stack.busybox
+registry = _apid_stack.registry

@@ -17,7 +17,6 @@ import pytest
 from dockyard.managerd.images import pull as pullmod
 from dockyard.managerd.images.apply import LayerError, apply_layer
 from helpers import images as im
-from helpers.registry import registry  # noqa: F401
 
 from dockyard.errdefs import InvalidArgument
 
@@ -162,7 +161,7 @@ def svc(tmp_path):
 
 
 @pytest.mark.parametrize("case", ["dotdot", "hardlink-shadow", "huge-size"])
-def test_pull_of_an_escaping_layer_leaves_nothing(svc, registry, host_marker, case):  # noqa: F811
+def test_pull_of_an_escaping_layer_leaves_nothing(svc, registry, host_marker, case):
     _, entries, name, why = next(c for c in escapes(str(host_marker)) if c[0] == case)
     tar = entries if isinstance(entries, bytes) else im.tar_layer(entries)
     good = im.tar_layer([im.file("ok", "fine")])
@@ -179,7 +178,7 @@ def test_pull_of_an_escaping_layer_leaves_nothing(svc, registry, host_marker, ca
     host_marker.assert_untouched()
 
 
-def test_pull_of_a_cached_way_out_stays_inside(svc, registry, host_marker):  # noqa: F811
+def test_pull_of_a_cached_way_out_stays_inside(svc, registry, host_marker):
     (host_marker / "y").mkdir()
     layer = im.tar_layer([im.dir("a"), im.dir("a/y"), im.symlink("x", "a"),
                           im.file("x/y/f1", "1"), im.symlink("a", str(host_marker)),
@@ -193,7 +192,7 @@ def test_pull_of_a_cached_way_out_stays_inside(svc, registry, host_marker):  # n
     assert os.path.isfile(os.path.join(top, str(host_marker).lstrip("/"), "y/pwned"))
 
 
-def test_pull_parent_dir_attrs_never_reach_the_host(svc, registry, host_marker):  # noqa: F811
+def test_pull_parent_dir_attrs_never_reach_the_host(svc, registry, host_marker):
     """Implicit parent dirs take a lower layer's owner/mode (containerd); when such
     a dir is replaced by a symlink to a host dir, the host dir must keep its own."""
     target = host_marker / "y"
