@@ -100,6 +100,36 @@ class _OneVerb:
         return _Ignored()
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """docker's help layout: "Usage:", an "Options:" list, value kinds (string, list, int)."""
+
+    def __init__(self, prog: str):
+        super().__init__(prog, max_help_position=32, width=100)
+
+    def add_usage(self, usage: Any, actions: Any, groups: Any, prefix: Any = None) -> None:
+        super().add_usage(usage, actions, groups, "Usage:  ")
+
+    def add_arguments(self, actions: Any) -> None:
+        # positionals are in the usage line already, as docker shows them
+        super().add_arguments([a for a in actions if a.option_strings])
+
+    def _format_action_invocation(self, action: argparse.Action) -> str:
+        opts = ", ".join(action.option_strings)
+        if action.option_strings[0].startswith("--") and len(action.option_strings) == 1:
+            opts = "    " + opts  # long-only flags line up under the long ones
+        if action.nargs == 0:
+            return opts
+        if isinstance(action, argparse._AppendAction):
+            kind = "list"
+        elif action.type is int:
+            kind = "int"
+        elif action.metavar and action.metavar.isupper() is False:
+            kind = action.metavar
+        else:
+            kind = "string"
+        return f"{opts} {kind}"
+
+
 def add_verb(subparsers: Any, name: str, func: Any, usage: str, summary: str,
              short_help: bool = True) -> DockyardParser:
     """Register one verb: its parser (docker-like usage line, --help, --trace) and function.
@@ -108,7 +138,10 @@ def add_verb(subparsers: Any, name: str, func: Any, usage: str, summary: str,
     """
     p: DockyardParser = subparsers.add_parser(
         name, prog=f"dockyard {name}", usage=f"dockyard {name} {usage}",
-        description=summary, add_help=False, allow_abbrev=False)
+        description=summary, add_help=False, allow_abbrev=False,
+        formatter_class=HelpFormatter)
+    if isinstance(p, argparse.ArgumentParser):
+        p._optionals.title = "Options"
     p.add_argument(*(("-h", "--help") if short_help else ("--help",)), action="help",
                    help="Print usage")
     p.add_argument("--trace", action="store_true",

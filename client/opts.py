@@ -206,7 +206,7 @@ def add_create_flags(p: argparse.ArgumentParser, run: bool) -> None:
     if run:
         a("-d", "--detach", action="store_true", help="Run container in background and print "
                                                        "container ID")
-        a("--sig-proxy", default="true", metavar="BOOL", help="Proxy received signals to the "
+        a("--sig-proxy", default="true", metavar="bool", help="Proxy received signals to the "
                                                               "process (default true)")
         a("--detach-keys", help="Override the key sequence for detaching a container")
     a("--rm", action="store_true", help="Automatically remove the container when it exits")

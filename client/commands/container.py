@@ -816,7 +816,7 @@ def register(subparsers: Any) -> None:
                  "container")
     p.add_argument("--detach-keys", help="Override the key sequence for detaching a container")
     p.add_argument("--no-stdin", action="store_true", help="Do not attach STDIN")
-    p.add_argument("--sig-proxy", default="true", metavar="BOOL",
+    p.add_argument("--sig-proxy", default="true", metavar="bool",
                    help="Proxy all received signals to the process (default true)")
     p.add_argument("container", metavar="CONTAINER")
 

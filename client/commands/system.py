@@ -385,7 +385,7 @@ def _events_flags(p: argparse.ArgumentParser) -> None:
 
 
 def register(subparsers: Any) -> None:
-    from dockyard.client.context import DockyardParser
+    from dockyard.client.context import DockyardParser, HelpFormatter
 
     p = add_verb(subparsers, "version", version, "[OPTIONS]",
                  "Show the dockyard version information")
@@ -410,12 +410,12 @@ def register(subparsers: Any) -> None:
 
     p = add_verb(subparsers, "system", system, "COMMAND", "Manage dockyard")
     sub = p.add_subparsers(dest="system_verb", parser_class=DockyardParser)
-    s = sub.add_parser("df", prog="dockyard system df", add_help=True,
+    s = sub.add_parser("df", prog="dockyard system df", formatter_class=HelpFormatter,
                        description="Show dockyard disk usage")
     s.add_argument("--format", help="Format output using a custom template")
     s.add_argument("-v", "--verbose", action="store_true", help="Show detailed information")
     s.set_defaults(sub=df)
-    s = sub.add_parser("prune", prog="dockyard system prune", description="Remove unused data")
+    s = sub.add_parser("prune", prog="dockyard system prune", formatter_class=HelpFormatter, description="Remove unused data")
     s.add_argument("-a", "--all", action="store_true",
                    help="Remove all unused images not just dangling ones")
     s.add_argument("--filter", action="append", default=[], help="Provide filter values")
@@ -423,11 +423,11 @@ def register(subparsers: Any) -> None:
                    help="Do not prompt for confirmation")
     s.add_argument("--volumes", action="store_true", help="Prune anonymous volumes")
     s.set_defaults(sub=prune)
-    s = sub.add_parser("info", prog="dockyard system info",
+    s = sub.add_parser("info", prog="dockyard system info", formatter_class=HelpFormatter,
                        description="Display system-wide information")
     _info_flags(s)
     s.set_defaults(sub=info)
-    s = sub.add_parser("events", prog="dockyard system events",
+    s = sub.add_parser("events", prog="dockyard system events", formatter_class=HelpFormatter,
                        description="Get real time events from the server")
     _events_flags(s)
     s.set_defaults(sub=events)
