@@ -2,11 +2,17 @@
 
 This module owns the argv of every runtime verb, exactly as go-runc builds it
 (``<rt> --root R --log B/log.json --log-format json <verb> <flags> <id>``),
-and the exit-code contract: 0 is success; any other code is a failure whose
-reason is the last ``level=error`` record the runtime wrote to log.json (stderr
-when the log has none). The message keeps the runtime's words ("no such file
-or directory", "permission denied": apid maps them to exit codes 127/126) and
-is raised as an errdefs error chosen from them.
+and the exit-code contract (shim/cli.py documents it; runc's is the same minus 2):
+
+| code | meaning | raised as |
+| --- | --- | --- |
+| 0 | success | - |
+| 1 | the runtime refused or failed; its last ``level=error`` record in log.json (stderr when the log has none) says why | NotFound / AlreadyExists / FailedPrecondition / InvalidArgument chosen from those words, else RuntimeFailed |
+| 2 | the runtime rejected its command line (an incompatible runtime) | RuntimeFailed |
+| other | e.g. 255 from ``exec --detach`` whose program could not start; a crash | as for 1 |
+
+Messages keep the runtime's words ("no such file or directory", "permission
+denied": apid maps them to exit codes 127/126).
 
 It runs verbs that return quickly (start, kill, delete, state, ps, pause,
 resume, update, events --stats). ``create`` and ``exec`` are run by the task's
@@ -88,14 +94,16 @@ def last_error(log_path: str, fallback: str = "") -> str:
     return msg or fallback.strip() or "unknown error (no error record in the runtime's log)"
 
 
-def error_for(verb: str, container_id: str, message: str) -> errdefs.EngineError:
-    """An errdefs error for a failed runtime verb, naming the runtime's reason."""
+def error_for(verb: str, container_id: str, message: str, rc: int = 1) -> errdefs.EngineError:
+    """An errdefs error for a failed runtime verb (exit code rc), naming the reason."""
     text = f"runtime {verb} of {container_id} failed: {message}"
+    if rc == 2:
+        return RuntimeFailed(f"{text} (exit 2: the runtime rejected its command line)")
     lowered = message.lower()
     for needle, cls in _CLASSIFY:
         if needle in lowered:
             return cls(text)
-    return RuntimeFailed(text)
+    return RuntimeFailed(text if rc == 1 else f"{text} (exit {rc})")
 
 
 @dataclass
@@ -156,7 +164,7 @@ class Runtime:
             message = last_error(self.log_path, proc.stderr.decode(errors="replace"))
             log.debug("runtime failed verb=%s container_id=%s rc=%s msg=%s", verb,
                       container_id, proc.returncode, message)
-            raise error_for(verb, container_id, message)
+            raise error_for(verb, container_id, message, proc.returncode)
         return proc.stdout
 
     def start(self, container_id: str) -> None:

@@ -340,7 +340,8 @@ class TaskManager:
                                zygote=self._zygote)
             if not hs.ok:
                 if hs.runtime_rc is not None:
-                    raise error_for("create", cid, last_error(rt.log_path, hs.message))
+                    raise error_for("create", cid, last_error(rt.log_path, hs.message),
+                                    hs.runtime_rc)
                 raise errdefs.Unavailable(f"task {cid}: monitor failed: {hs.message}")
         except BaseException:
             self._teardown_failed_create(task)
@@ -415,8 +416,8 @@ class TaskManager:
                 proc.exit_published = True  # it never ran: no exit event
             task.save()
             if err.runtime_rc is not None:
-                raise error_for("exec", task.id, last_error(task.runtime.log_path,
-                                                            str(err))) from None
+                raise error_for("exec", task.id, last_error(task.runtime.log_path, str(err)),
+                                err.runtime_rc) from None
             raise
         with task.cond:
             proc.started = True

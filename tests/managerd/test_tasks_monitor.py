@@ -234,3 +234,15 @@ def test_zygote_forks_monitors_that_outlive_it(tmp_path, runc_bin):
             except ChildProcessError:
                 pass
         libc.prctl(36, 0, 0, 0, 0)
+
+
+def test_runtime_exit_codes_map_to_errdefs():
+    assert isinstance(rt.error_for("kill", "c1", "container does not exist"), errdefs.NotFound)
+    assert isinstance(rt.error_for("start", "c1", "cannot start an already running container"),
+                      errdefs.FailedPrecondition)
+    assert isinstance(rt.error_for("create", "c1", "container with given ID already exists"),
+                      errdefs.AlreadyExists)
+    err = rt.error_for("create", "c1", "unknown flag --x", rc=2)
+    assert isinstance(err, rt.RuntimeFailed) and "command line" in str(err)
+    err = rt.error_for("exec", "c1", 'exec: "/x": stat /x: no such file or directory', rc=255)
+    assert isinstance(err, rt.RuntimeFailed) and "no such file or directory" in str(err)
