@@ -137,12 +137,16 @@ def test_a_traced_run_nests_apid_managerd_and_the_shim(trace_stack, name):
 
 
 def test_a_traced_exec_goes_through_the_monitor(trace_stack, name):
-    with trace_stack.http() as client:
+    with trace_stack.http(_traceparent()[2]) as client:
         r = client.post("/containers/create", params={"name": name},
                         json={"Image": trace_stack.image, "Cmd": ["sleep", "30"]})
         assert r.status_code == 201, r.text
         cid = r.json()["Id"]
         assert client.post(f"/containers/{cid}/start").status_code == 204
+        pid = client.get(f"/containers/{cid}/json").json()["State"]["Pid"]
+    # the traced create/start left the container nothing: no span file, no exec fifo
+    fds = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
+    assert not [f for f in fds if "trace" in f or "exec.fifo" in f or f.startswith("/tmp")], fds
     trace_id, cli_span, tp = _traceparent()
     try:
         with trace_stack.http(tp) as client:
