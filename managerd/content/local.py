@@ -191,7 +191,11 @@ class Content:
                 if w.offset:
                     w.truncate(0)
                 w.write(data)
-                return w.commit(len(data), expected_digest, labels)
+                try:
+                    return w.commit(len(data), expected_digest, labels)
+                except InvalidArgument:
+                    w.abort()  # bad bytes: nothing to resume, and no one else would abort it
+                    raise
         except AlreadyExists:
             info = self.info(ns, expected_digest or _digest(data))
             if labels:
