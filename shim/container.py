@@ -365,7 +365,25 @@ class Container:
         # the first cgroup.procs write alone costs an RCU grace period.
         span = tr.begin("cgroup create", path=linux.get("cgroupsPath") or f"/dockyard/{self.id}",
                         pid=pid, version=mgr.to_dict().get("version", "")) if tr else None
-        msg = _join_cgroup(mgr, pid, parent, create=True, span=span)
+        # device rules and limits go on once the init has made its device nodes
+        # (runc applies them at procReady). When the init mounts cgroupfs late
+        # (init._late_cgroup_mount), its nodes exist before it joins: apply them
+        # right away, while it finishes, instead of after `ready`.
+        from dockyard.shim.cgroups.devices import with_defaults
+        from dockyard.shim.init import late_cgroup_mount
+        resources = dict(linux.get("resources") or {})
+        resources["devices"] = with_defaults(resources.get("devices"), linux.get("devices"))
+        namespaced = any(ns.get("type") == "cgroup" for ns in namespaces)
+        early = late_cgroup_mount(config, namespaced) is not None
+
+        def apply_resources() -> None:
+            span = tr.begin("cgroup set", resources=",".join(sorted(resources))) if tr else None
+            mgr.set(resources)
+            if tr:
+                tr.end(span)
+
+        msg = _join_cgroup(mgr, pid, parent, create=True, span=span,
+                           then=apply_resources if early else None)
         if msg is not None and msg.get("type") == Msg.HOOKS:
             # the init's namespaces and mounts exist, pivot_root has not happened:
             # runc's procHooks point for prestart and createRuntime
@@ -381,15 +399,8 @@ class Container:
             raise ShimError(_child_failure(pid, msg))
         if tr:
             tr.end(init_span, pid=pid)
-        # device rules and limits go on once the init has made its device nodes
-        # (runc applies them at procReady too)
-        from dockyard.shim.cgroups.devices import with_defaults
-        resources = dict(linux.get("resources") or {})
-        resources["devices"] = with_defaults(resources.get("devices"), linux.get("devices"))
-        span = tr.begin("cgroup set", resources=",".join(sorted(resources))) if tr else None
-        mgr.set(resources)
-        if tr:
-            tr.end(span)
+        if not early:
+            apply_resources()
         info = _start_time(pid)
         if info is None:
             raise ShimError("container init exited during create")
@@ -613,11 +624,12 @@ class Container:
 
 
 def _join_cgroup(mgr, pid: int, chan, create: bool = False,  # noqa: ANN001
-                 span=None) -> dict | None:  # noqa: ANN001
+                 span=None, then=None) -> dict | None:  # noqa: ANN001
     """Put the child in the container's cgroup, tell it to proceed, return its
     next message (None: EOF). If the child failed meanwhile, its own error
     message wins over the cgroup write's (ESRCH, EPIPE). A trace `span`
-    (shim/trace.py) ends once the cgroup part is done."""
+    (shim/trace.py) ends once the cgroup part is done; `then()` runs after
+    `proceed` is sent, while the child works."""
     from dockyard.shim.sync import Msg
     try:
         if mgr is not None:
@@ -627,6 +639,8 @@ def _join_cgroup(mgr, pid: int, chan, create: bool = False,  # noqa: ANN001
         if span is not None:
             _tracer().end(span)
         chan.send(Msg.PROCEED)
+        if then is not None:
+            then()
     except OSError as err:
         try:
             msg = chan.recv()

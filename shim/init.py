@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
     from dockyard.shim._sys.syscalls import Syscalls
 
-__all__ = ["InitContext", "ExecContext", "run_child", "CLONE_FLAGS", "describe"]
+__all__ = ["InitContext", "ExecContext", "run_child", "CLONE_FLAGS", "describe", "late_cgroup_mount"]
 
 # OCI namespace type -> clone flag (pid is handled by the parent)
 CLONE_FLAGS = {"network": consts.CLONE_NEWNET, "mount": consts.CLONE_NEWNS,
@@ -174,7 +174,7 @@ def _init(sc: Syscalls, chan: Channel, ctx: InitContext) -> None:
     rootfs.set_propagation(sc, linux.get("rootfsPropagation"))
     rootfs.bind_rootfs(sc, ctx.rootfs)
     mounts = config.get("mounts") or []
-    late = _late_cgroup_mount(config, view)
+    late = late_cgroup_mount(config, view.namespaced)
     joined = False
     for i, m in enumerate(mounts):
         if i == late:
@@ -265,16 +265,17 @@ def _container_hooks(kind: str, hooks: dict, ctx: InitContext) -> None:
     run_hooks(kind, hooks[kind], state)
 
 
-def _late_cgroup_mount(config: dict, view: object) -> int | None:
+def late_cgroup_mount(config: dict, namespaced: bool) -> int | None:
     """Index of the `cgroup` mount if it may wait until after pivot_root, so the
     init does all other setup while the parent joins it to its cgroup (the
     mount needs the cgroup namespace, which needs the join). Only a fresh,
     namespaced mount with nothing mounted, masked or made read-only below it,
-    and no create hooks (they expect the join done)."""
+    and no create hooks (they expect the join done). The parent asks too: then
+    the device nodes exist before the join and it applies resources early."""
     hooks = config.get("hooks") or {}
     if hooks.get("prestart") or hooks.get("createRuntime") or hooks.get("createContainer"):
         return None
-    if not getattr(view, "namespaced", False):
+    if not namespaced:
         return None
     mounts = config.get("mounts") or []
     found = [i for i, m in enumerate(mounts) if m.get("type") == "cgroup"]
