@@ -736,16 +736,22 @@ class TaskManager:
                     task.runtime.resume(container_id)
                 except errdefs.EngineError:
                     pass
+            t0 = time.perf_counter()
             try:
                 task.runtime.delete(container_id, force=force or status is not Status.STOPPED)
             except errdefs.NotFound:
                 pass  # the runtime has no state for it (never created, or deleted already)
             info = self._await_exit(task)
+            t1 = time.perf_counter()
             with task.cond:
                 task.deleted = True
             self._watcher.remove(task)
             self._stop_monitor(task)
+            t2 = time.perf_counter()
             _bundle.remove(task.dir)
+            log.debug("task deleted container_id=%s runtime_ms=%.1f monitor_ms=%.1f "
+                      "bundle_ms=%.1f", container_id, (t1 - t0) * 1000, (t2 - t1) * 1000,
+                      (time.perf_counter() - t2) * 1000)
             with self._lock:
                 self._tasks.pop((ns, container_id), None)
         ts = Timestamp()
