@@ -32,7 +32,7 @@ import sys
 from dockyard.shim.log import Logger
 
 from dockyard import paths
-from dockyard.errdefs import EngineError, InvalidArgument, NotFound
+from dockyard.errdefs import EngineError, FailedPrecondition, InvalidArgument, NotFound
 from dockyard.oci import _json
 
 __all__ = ["main", "parse_flags", "UsageError"]
@@ -417,6 +417,12 @@ def cmd_delete(root: str, opts: dict, pos: list[str], log: Logger) -> int:
         if force:
             return 0
         raise
+    except FailedPrecondition:  # unreadable state.json: only --force may drop it
+        if not force:
+            raise
+        from dockyard.shim.container import remove_state_dir
+        remove_state_dir(os.path.join(root, pos[0]))
+        return 0
     c.delete(force)
     return 0
 
@@ -518,7 +524,6 @@ def cmd_ps(root: str, opts: dict, pos: list[str], log: Logger) -> int:
 def cmd_pause(root: str, opts: dict, pos: list[str], log: Logger) -> int:
     from dockyard.shim.container import load
 
-    from dockyard.errdefs import FailedPrecondition
     from dockyard.oci.state import Status
     c = load(root, pos[0])
     status = c.status()
@@ -531,7 +536,6 @@ def cmd_pause(root: str, opts: dict, pos: list[str], log: Logger) -> int:
 def cmd_resume(root: str, opts: dict, pos: list[str], log: Logger) -> int:
     from dockyard.shim.container import load
 
-    from dockyard.errdefs import FailedPrecondition
     from dockyard.oci.state import Status
     c = load(root, pos[0])
     status = c.status()
@@ -611,7 +615,6 @@ def update_resources(opts: dict, stdin: object = None) -> dict:
 def cmd_update(root: str, opts: dict, pos: list[str], log: Logger) -> int:
     from dockyard.shim.container import load
 
-    from dockyard.errdefs import FailedPrecondition
     from dockyard.oci.state import STOPPED
     c = load(root, pos[0])
     if c.status() == STOPPED:
@@ -646,7 +649,6 @@ def cmd_events(root: str, opts: dict, pos: list[str], log: Logger) -> int:
 
     from dockyard.shim.container import load
 
-    from dockyard.errdefs import FailedPrecondition
     from dockyard.oci.state import STOPPED
     c = load(root, pos[0])
     if c.status() == STOPPED:

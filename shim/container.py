@@ -41,7 +41,7 @@ from dockyard.oci.state import (
 )
 
 __all__ = ["Container", "CreateOptions", "ShimError", "load", "list_ids", "parse_signal",
-           "check_id", "write_pid_file"]
+           "check_id", "write_pid_file", "remove_state_dir"]
 
 STATE_FILE = "state.json"
 FIFO = "exec.fifo"
@@ -133,6 +133,9 @@ def load(root: str, container_id: str) -> Container:
     try:
         with open(os.path.join(directory, STATE_FILE), "rb") as f:
             data = _json.loads(f.read())
+    except ValueError as err:
+        raise FailedPrecondition(f"container {container_id}: state.json is corrupt "
+                                 f"({err}); `delete --force` removes it") from None
     except FileNotFoundError:
         if os.path.isdir(directory):
             # create is still running (or died hard before its first save)
@@ -301,7 +304,7 @@ class Container:
             raise AlreadyExists("container with given ID already exists") from None
         linux = config.get("linux") or {}
         self = cls(root, container_id, {})
-        undo: list = [lambda: _remove_dir(directory)]
+        undo: list = [lambda: remove_state_dir(directory)]
         try:
             self._build(config, bundle, rootfs, linux, opts, undo, keep_channel)
         except BaseException:
@@ -525,7 +528,7 @@ class Container:
         mgr = self.manager()
         if mgr is not None:
             mgr.destroy()
-        _remove_dir(self.dir)
+        remove_state_dir(self.dir)
         self.run_hooks("poststop", warn_only=True)
 
     # --- hooks -------------------------------------------------------------
@@ -752,7 +755,7 @@ def wait_forwarding(pid: int) -> int:
             return 128 + os.WTERMSIG(status)
 
 
-def _remove_dir(directory: str) -> None:
+def remove_state_dir(directory: str) -> None:
     """containerd's atomicDelete: rename to a hidden name, then remove."""
     parent, name = os.path.split(directory)
     hidden = os.path.join(parent, f".{name}.deleting")

@@ -123,3 +123,16 @@ def test_start_when_init_died(shim):
     shim.reap(pid)
     line = one_error(shim("start", cid))
     assert "stopped" in line
+
+
+def test_corrupt_state_json(shim):
+    cid, pid = shim.create(busybox.base_config(["sleep", "30"]))
+    state_file = os.path.join(shim.root, cid, "state.json")
+    good = open(state_file).read()
+    with open(state_file, "w") as f:
+        f.write("{broken")
+    line = one_error(shim("state", cid))
+    assert "state.json is corrupt" in line
+    assert shim("delete", cid).returncode == 1
+    with open(state_file, "w") as f:
+        f.write(good)  # restore so teardown can kill the init and remove the cgroup
