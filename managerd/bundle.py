@@ -17,12 +17,24 @@ import copy
 import json
 import os
 
-from dockyard.managerd.atomic import atomic_delete, write_atomic
+from dockyard.managerd.atomic import atomic_delete
 from dockyard.managerd.snapshots.mount import Mount, is_mountpoint, mount_all, unmount
 
 from dockyard import errdefs
 
-__all__ = ["prepare_spec", "create", "remove", "rootfs_path"]
+__all__ = ["prepare_spec", "create", "remove", "rootfs_path", "write_state"]
+
+
+def write_state(path: str, data: bytes) -> None:
+    """Replace a file of the task's state dir via a temp file and a rename.
+
+    No fsync, unlike metadata under --root: the state dir is volatile (/run, tmpfs in
+    production), so only process crashes matter, and the page cache survives those.
+    """
+    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
 
 
 def rootfs_path(bundle: str) -> str:
@@ -75,7 +87,7 @@ def create(bundle: str, spec: dict, mounts: list[Mount], source_root: str = "") 
         mounts = [Mount("bind", source_root, ("rbind",))]
     mount_all(mounts, rootfs)
     try:
-        write_atomic(os.path.join(bundle, "config.json"), json.dumps(spec).encode())
+        write_state(os.path.join(bundle, "config.json"), json.dumps(spec).encode())
     except BaseException:
         unmount(rootfs)
         raise

@@ -134,12 +134,15 @@ def log_record(data: bytes, stream: str, ns: int) -> bytes:
 
 
 def write_atomic(path: str, data: bytes) -> None:
-    """Write path via a temp file, fsync and rename (runc's state.json way)."""
+    """Write path via a temp file and a rename: readers never see half a file.
+
+    No fsync: the state dir is volatile (/run), so only a crash of a process, never
+    of the machine, must be survived, and the page cache outlives processes.
+    """
     tmp = path + ".tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
     try:
         os.write(fd, data)
-        os.fsync(fd)
     finally:
         os.close(fd)
     os.replace(tmp, path)

@@ -38,7 +38,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from dockyard.managerd import bundle as _bundle
-from dockyard.managerd.atomic import write_atomic
 from dockyard.managerd.monitor import _process as wire
 from dockyard.managerd.monitor import client as monitor
 from dockyard.managerd.runtime.shim import Runtime, error_for, last_error, resolve_binary
@@ -180,8 +179,8 @@ class Task:
     def save(self) -> None:
         with self.cond:
             if not self.deleted:
-                write_atomic(os.path.join(self.dir, "task.json"),
-                             json.dumps(self.record()).encode())
+                _bundle.write_state(os.path.join(self.dir, "task.json"),
+                                    json.dumps(self.record()).encode())
 
     def info(self, proc: _Proc) -> ProcessInfo:
         if proc.exit_status is not None:
@@ -458,8 +457,8 @@ class TaskManager:
             if status is not Status.RUNNING:
                 raise errdefs.FailedPrecondition(
                     f"task {container_id} is {status.value}: cannot exec in it")
-            write_atomic(os.path.join(task.dir, f"exec-{exec_id}.json"),
-                         json.dumps(process).encode())
+            _bundle.write_state(os.path.join(task.dir, f"exec-{exec_id}.json"),
+                                json.dumps(process).encode())
             task.monitor.exec_add(exec_id, stdin, terminal)
             with task.cond:
                 task.execs[exec_id] = _Proc(exec_id, terminal=terminal, stdin=stdin)
