@@ -89,6 +89,10 @@ def run_child(sc: Syscalls, chan: Channel, ctx: InitContext | ExecContext) -> No
         proc.reset_signals()
         # die with the parent until it has let go of us (runc sets the same)
         sc.prctl(consts.PR_SET_PDEATHSIG, _SIGKILL)
+        # not dumpable until execve (which resets it): the container's processes
+        # must not reach our /proc/<pid>/exe (the host's python), fds or cwd
+        # (runc's fix for CVE-2019-5736)
+        sc.prctl(consts.PR_SET_DUMPABLE, 0)
         if isinstance(ctx, InitContext):
             _init(sc, chan, ctx)
         else:

@@ -11,6 +11,7 @@ test also checks that a host directory the attack aims at is untouched and
 from __future__ import annotations
 
 import os
+import subprocess
 import uuid
 
 import pytest
@@ -289,3 +290,64 @@ def test_non_namespaced_sysctl_is_refused(shim):
     res = shim("run", "--bundle", str(shim.bundle(cfg)), cid)
     assert res.returncode != 0
     assert "kernel.core_pattern" in res.stderr
+
+
+# --- leaked host file descriptors (runc CVE-2024-21626) -----------------------------------------
+
+def test_container_and_exec_processes_hold_no_host_fds(shim):
+    """The init and an exec'd process start with stdio only: no fd to a host dir,
+    the state dir, a namespace or a socket the container could use to get out."""
+    script = "ls -l /proc/self/fd/ | sed -n 's/.*[0-9] \\([0-9][0-9]*\\) -> \\(.*\\)/\\1 \\2/p'"
+    init, _ = run_in(shim, sh(script))
+    cid, _ = shim.create(sh("exec sleep 30"))
+    shim("start", cid, check=True)
+    res = shim("exec", cid, "sh", "-c", script)
+    for who, out in (("init", init), ("exec", res)):
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.strip(), who
+        for line in out.stdout.splitlines():
+            fd, target = line.split(" ", 1)
+            # 0-2: our pipes; 3: the directory ls reads (/proc/self/fd)
+            assert int(fd) <= 2 or target.startswith("/proc/"), f"{who} holds fd {line}"
+
+
+@pytest.mark.parametrize("fd", [3, 4, 5, 6, 7, 8, 9])
+def test_cwd_through_proc_fd_magic_link_is_refused(shim, fd):
+    """process.cwd=/proc/self/fd/N must never put the process in a host directory."""
+    cfg = sh("pwd")
+    cfg["process"]["cwd"] = f"/proc/self/fd/{fd}"
+    res, _ = run_in(shim, cfg)
+    assert "unreachable" not in res.stdout, f"cwd is outside the container: {res.stdout!r}"
+    if res.returncode == 0:
+        assert res.stdout.strip().startswith("/proc/"), res.stdout
+
+
+def test_exec_cwd_through_proc_fd_magic_link_is_refused(shim):
+    cid, _ = shim.create(sh("exec sleep 30"))
+    shim("start", cid, check=True)
+    for fd in range(3, 10):
+        res = shim("exec", "--cwd", f"/proc/self/fd/{fd}", cid, "pwd")
+        assert "unreachable" not in res.stdout, f"exec cwd is outside: {res.stdout!r}"
+
+
+def test_exec_process_is_not_reachable_through_proc_before_its_execve(shim):
+    """A container process watching /proc must never resolve an exec'ing shim child's
+    /proc/<pid>/exe (the host's python, CVE-2019-5736's way to overwrite the runtime).
+    Probabilistic (a race): without the fix it saw the interpreter in ~1 of 4 execs."""
+    watch = ("end=$(( $(date +%s) + 3 )); while [ $(date +%s) -lt $end ]; do"
+             " for p in /proc/[0-9]*; do l=$(readlink $p/exe 2>/dev/null);"
+             " case \"$l\" in *busybox*|'') ;; *) echo \"$p $l\";; esac; done; done; echo done")
+    cid, _ = shim.create(sh("exec sleep 30"))
+    shim("start", cid, check=True)
+    out = shim.tmp / "watch.out"
+    with open(out, "w") as f:
+        watcher = subprocess.Popen(
+            [shim.binary, "--root", shim.root, "exec", cid, "sh", "-c", watch],
+            stdout=f, stderr=f, stdin=subprocess.DEVNULL)
+        try:
+            for _ in range(10):
+                shim("exec", cid, "true", check=True)
+        finally:
+            assert watcher.wait(30) == 0
+    lines = out.read_text().splitlines()
+    assert lines == ["done"], f"host binary visible from the container: {lines}"
