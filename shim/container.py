@@ -559,9 +559,13 @@ class Container:
         status = self.status()
         if not Status.can_exec(status):
             raise FailedPrecondition(f"cannot exec in a {status} container")
+        ours = None  # attached with a tty and no console socket: we proxy the pty (runc)
         if process.get("terminal") and not console_socket:
-            raise InvalidArgument("cannot allocate tty if runc will detach without setting "
-                                  "console socket")
+            if detach:
+                raise InvalidArgument("cannot allocate tty if runc will detach without "
+                                      "setting console socket")
+            import _socket
+            ours, console_end = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
         seccomp = preload(process, (self.config.get("linux") or {}).get("seccomp"))
         mgr = self.manager()  # loaded before fork: the child must not wait for the import
         sc = _syscalls()
@@ -576,7 +580,7 @@ class Container:
             for fd in ns_fds.values():
                 os.close(fd)
             raise FailedPrecondition(f"container init is gone: {err.strerror}") from None
-        console = None
+        console = console_end if ours is not None else None
         if console_socket:
             from dockyard.shim.console import connect
             console = connect(console_socket)
@@ -623,6 +627,11 @@ class Container:
             return 0
         if pid_file:
             write_pid_file(pid_file, pid)
+        if ours is not None:
+            from dockyard.shim.console import proxy, receive_master
+            master, _ = receive_master(ours)
+            ours.close()
+            proxy(master)
         return wait_forwarding(pid)
 
 

@@ -124,3 +124,21 @@ def test_attached_run_with_terminal_proxies_the_pty(shim):
         assert b"/dev/pts/0" in out and b"42" in out
     finally:
         os.close(master)
+
+
+def test_attached_exec_with_tty(shim):
+    import subprocess
+    cid, _ = shim.create(busybox.base_config(["sleep", "60"]))
+    shim("start", cid, check=True)
+    master, slave = os.openpty()
+    try:
+        proc = subprocess.Popen([shim.binary, "--root", shim.root, "exec", "-t", cid, "sh"],
+                                stdin=slave, stdout=slave, stderr=slave)
+        os.close(slave)
+        out = read_until(master, b"# ")
+        os.write(master, b"tty; exit 6\n")
+        out += read_until(master, b"pts")
+        assert proc.wait(timeout=20) == 6
+        assert b"/dev/pts/" in out
+    finally:
+        os.close(master)
