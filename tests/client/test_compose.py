@@ -66,6 +66,7 @@ def test_compose_commands_parse_with_the_daemons_own_flags():
     m = managerd_args(m_cmd[1:])
     a = apid_args(a_cmd[1:])
     assert m.address == a.managerd == "unix:///run/dockyard/managerd.sock"
+    assert m.trace_dir == f"{a.exec_root}/trace"  # spans land where apid serves them from
     assert a.hosts == [services["apid"]["environment"]["DOCKYARD_HOST"]]
 
 
