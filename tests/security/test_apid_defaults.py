@@ -232,3 +232,21 @@ def test_cp_through_symlinks_stays_in_the_container(stack, target, host_marker):
     # what was accepted landed inside the container, at the path the symlinks name there
     assert read_in(stack, target, f"{marker}/via-root-link") == b"1"
     assert read_in(stack, target, f"{marker}/via-dir-link") == b"2"
+
+
+def test_cp_out_never_reads_host_files(stack, target, host_marker):
+    """GET/HEAD archive through the container's symlinks to host paths read the
+    container's files (absent here: 404), never the host's sentinel."""
+    marker = str(host_marker)
+    with stack.http() as c:
+        for path in ("/etc/evil-file", f"/evil{marker}/sentinel", "/etc/evil-dir/sentinel",
+                     "/etc/evil-dir/", f"/../../..{marker}/sentinel"):
+            r = c.get(f"/containers/{target}/archive", params={"path": path})
+            if r.status_code == 200:
+                with tarfile.open(fileobj=io.BytesIO(r.content)) as tf:
+                    for m in tf:
+                        assert not m.isfile() or tf.extractfile(m).read() != b"host", path
+            else:
+                assert r.status_code == 404, (path, r.status_code, r.text)
+            h = c.head(f"/containers/{target}/archive", params={"path": path})
+            assert h.status_code in (200, 404), (path, h.status_code)

@@ -351,3 +351,13 @@ def test_exec_process_is_not_reachable_through_proc_before_its_execve(shim):
             assert watcher.wait(30) == 0
     lines = out.read_text().splitlines()
     assert lines == ["done"], f"host binary visible from the container: {lines}"
+
+
+@pytest.mark.parametrize("path", ["/../../../dy-cgesc", "../../dy-cgesc", "/dockyard/../../x"])
+def test_cgroups_path_climbing_out_is_refused(shim, path):
+    cfg = sh("true")
+    cfg["linux"]["cgroupsPath"] = path
+    res, _ = run_in(shim, cfg)
+    assert res.returncode != 0 and "must not contain '..'" in res.stderr, res.stderr
+    assert not any(os.path.exists(os.path.join("/sys/fs/cgroup", h, "dy-cgesc"))
+                   for h in os.listdir("/sys/fs/cgroup"))
