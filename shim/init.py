@@ -332,7 +332,12 @@ def _exec(sc: Syscalls, chan: Channel, ctx: ExecContext) -> None:
     if tr:
         tr.end(span)
     process = ctx.process
-    _wait_proceed(chan)
+    # The setup below overlaps the parent's cgroup join (an RCU grace period);
+    # only the exec itself must wait for it. A seccomp filter installed early
+    # (no no_new_privs) could refuse the wait's read: then wait first.
+    early_filter = ctx.seccomp is not None and not process.get("noNewPrivileges")
+    if early_filter:
+        _wait_proceed(chan)
     if process.get("terminal"):
         os.setsid()
         if ctx.console is None:
@@ -342,5 +347,7 @@ def _exec(sc: Syscalls, chan: Channel, ctx: ExecContext) -> None:
     prepared = proc.prepare(sc, process, ctx.seccomp)
     if tr:
         tr.end(span, path=prepared.path)
+    if not early_filter:
+        _wait_proceed(chan)
     sc.prctl(consts.PR_SET_PDEATHSIG, 0)
     proc.finish(sc, prepared, ctx.preserve_fds)
