@@ -440,3 +440,28 @@ def test_list_filters_and_namespaces_isolate(env, mk, managerd):
         assert list(th.tasks_stub(other).List(tpb.ListTasksRequest()).tasks) == []
         with pytest.raises(errdefs.NotFound):
             th.tasks_stub(other).Get(tpb.GetRequest(container_id=a))
+
+
+def test_attach_detach_reattach_and_fan_out(env, mk):
+    """Cancelling an attach leaves the container running; later and concurrent
+    attaches all get the live output."""
+    client, _, _ = env
+    stub = th.tasks_stub(client)
+    cid, log = mk(["sh", "-c", "i=0; while :; do echo tick $i; i=$((i+1)); sleep 0.05; done"])
+    create(client, cid, log)
+    first = th.Attach(stub, cid)
+    start(client, cid)
+    first.wait_output(b"tick 2\n")
+    first.close()
+    assert first.done.wait(5)
+    assert get(client, cid).status == _tpb().RUNNING
+    a, b = th.Attach(stub, cid), th.Attach(stub, cid)
+    try:
+        a.wait_output(b"\n")
+        n = int(a.output().split(b"\n")[0].split()[1]) + 3  # a line both get, later
+        a.wait_output(b"tick %d\n" % n)
+        b.wait_output(b"tick %d\n" % n)
+    finally:
+        a.close()
+        b.close()
+    assert delete(client, cid, force=True).exit_status == 137
