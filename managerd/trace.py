@@ -10,10 +10,12 @@ thread while the handler runs. Runtime invocations then take part:
   itself (start, kill, delete, ...); it yields the runtime's environment,
   with ``TRACEPARENT`` naming that span and ``DOCKYARD_TRACE_DIR`` the span
   directory, so the shim's spans nest under it.
-- ``env_argv()``: the same two variables as ``NAME=VALUE`` words put in
-  front of a runtime argv that the task monitor runs (create, exec); the
-  monitor moves them into the runtime's environment. The shim's verb span
-  is then a direct child of the RPC's span.
+- ``env_argv(verb, id)``: the same two variables as ``NAME=VALUE`` words
+  put in front of a runtime argv that the task monitor runs (create, exec);
+  the monitor moves them into the runtime's environment. They name a
+  ``runtime <verb>`` span that ends with the call (the monitor, not
+  managerd, sees the runtime exit): its start shows what came before (the
+  bundle), the gap to the shim's own span the monitor and interpreter start.
 
 Spans go to ``<trace dir>/<trace id>.jsonl``, the file apid reads; the
 format (one JSON object per line, one O_APPEND write each) is documented in
@@ -70,6 +72,8 @@ class Span:
     name: str
     start: int = field(default_factory=time.time_ns)
     attrs: dict[str, Any] = field(default_factory=dict)
+    # children with no end of their own (a runtime run by the monitor): they end with us
+    pending: list[Span] = field(default_factory=list)
 
     def traceparent(self) -> str:
         return f"00-{self.trace_id}-{self.span_id}-01"
@@ -78,7 +82,11 @@ class Span:
         return Span(self.tracer, self.trace_id, _new_id(), self.span_id, name, attrs=attrs)
 
     def end(self) -> None:
-        self.tracer.record(self)
+        now = time.time_ns()
+        for child in self.pending:
+            self.tracer.record(child, now)
+        self.pending.clear()
+        self.tracer.record(self, now)
 
 
 class Tracer:
@@ -152,9 +160,16 @@ def runtime_env(s: Span | None = None) -> dict[str, str]:
     return {"TRACEPARENT": s.traceparent(), "DOCKYARD_TRACE_DIR": s.tracer.directory}
 
 
-def env_argv() -> list[str]:
-    """runtime_env() as leading ``NAME=VALUE`` words of an argv the monitor runs."""
-    return [f"{k}={v}" for k, v in runtime_env().items()]
+def env_argv(verb: str, container_id: str) -> list[str]:
+    """The runtime's context as leading ``NAME=VALUE`` words of an argv the monitor runs
+    ([] when untraced). It names a ``runtime <verb>`` span that starts now and ends with
+    the call: managerd does not see the runtime exit, the monitor does."""
+    cur = _current.get()
+    if cur is None:
+        return []
+    child = cur.child(f"runtime {verb}", container=container_id, via="monitor")
+    cur.pending.append(child)
+    return [f"{k}={v}" for k, v in runtime_env(child).items()]
 
 
 @contextlib.contextmanager

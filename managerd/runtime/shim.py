@@ -134,13 +134,15 @@ class Runtime:
     def create_argv(self, container_id: str, pid_file: str) -> list[str]:
         """create's argv (the monitor inserts --console-socket before the id for a tty)."""
         # a traced call: leading NAME=VALUE words the monitor moves into the runtime's env
-        return [*trace.env_argv(), *self.argv("create", "--bundle", self.bundle,
-                                              "--pid-file", pid_file, container_id)]
+        return [*trace.env_argv("create", container_id),
+                *self.argv("create", "--bundle", self.bundle, "--pid-file", pid_file,
+                           container_id)]
 
     def exec_argv(self, container_id: str, process_file: str, pid_file: str) -> list[str]:
         """exec's argv (run detached by the monitor; --console-socket added for a tty)."""
-        return [*trace.env_argv(), *self.argv("exec", "--process", process_file, "--detach",
-                                              "--pid-file", pid_file, container_id)]
+        return [*trace.env_argv("exec", container_id),
+                *self.argv("exec", "--process", process_file, "--detach", "--pid-file",
+                           pid_file, container_id)]
 
     def run(self, verb: str, container_id: str, *flags: str, args: tuple[str, ...] = (),
             stdin: bytes | None = None) -> bytes:

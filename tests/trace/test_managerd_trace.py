@@ -41,7 +41,7 @@ def test_span_is_a_noop_without_a_traced_call(tmp_path):
     with trace.span("x") as s:
         assert s is None
     assert trace.runtime_env() == {}
-    assert trace.env_argv() == []
+    assert trace.env_argv("create", "c1") == []
     with trace.runtime_call("start", "c1") as env:
         assert env is None  # the runtime inherits managerd's environment
     assert not any(tmp_path.iterdir())
@@ -83,8 +83,7 @@ def test_runtime_context_names_the_runtime_span(tmp_path):
     try:
         assert trace.runtime_env() == {"TRACEPARENT": root.traceparent(),
                                        "DOCKYARD_TRACE_DIR": str(tmp_path)}
-        assert trace.env_argv() == [f"TRACEPARENT={root.traceparent()}",
-                                    f"DOCKYARD_TRACE_DIR={tmp_path}"]
+        words = trace.env_argv("create", "c1")  # the monitor runs it: ends with the call
         with trace.runtime_call("start", "c1") as env:
             assert env["PATH"] == os.environ["PATH"]  # the whole environment, plus ours
             runtime_tp = env["TRACEPARENT"]
@@ -96,6 +95,15 @@ def test_runtime_context_names_the_runtime_span(tmp_path):
     assert runtime_span["attrs"] == {"container": "c1"}
     assert runtime_span["parent_id"] == root.span_id
     assert runtime_tp == f"00-{TRACE_ID}-{runtime_span['span_id']}-01"
+    root.end()
+    got = {s["name"]: s for s in spans(tmp_path)}
+    create = got["runtime create"]
+    assert words == [f"TRACEPARENT=00-{TRACE_ID}-{create['span_id']}-01",
+                     f"DOCKYARD_TRACE_DIR={tmp_path}"]
+    assert create["parent_id"] == root.span_id
+    assert create["attrs"] == {"container": "c1", "via": "monitor"}
+    call = got["grpc Tasks.Start"]
+    assert create["start"] + create["duration"] == call["start"] + call["duration"]
 
 
 def test_unwritable_directory_does_not_fail_the_call(tmp_path):
