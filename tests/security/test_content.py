@@ -95,7 +95,8 @@ def test_racing_writers_of_one_digest_end_with_one_correct_blob(content):
     assert all(not t.is_alive() for t in threads)
     for i, res in results.items():
         if i % 4 == 3:
-            assert isinstance(res, errdefs.InvalidArgument), (i, res)
+            # refused, or told the (honest) blob exists already: its bytes never count
+            assert isinstance(res, errdefs.InvalidArgument) or res == digest, (i, res)
         else:
             assert res == digest, (i, res)
     assert blobs(content) == [digest[7:]]
