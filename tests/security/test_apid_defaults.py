@@ -250,3 +250,24 @@ def test_cp_out_never_reads_host_files(stack, target, host_marker):
                 assert r.status_code == 404, (path, r.status_code, r.text)
             h = c.head(f"/containers/{target}/archive", params={"path": path})
             assert h.status_code in (200, 404), (path, h.status_code)
+
+
+def test_host_sysctl_is_refused_and_nothing_runs(stack, busybox, name):
+    """`--sysctl kernel.core_pattern=...` would change the host: refused (the value is
+    the host's own, so nothing changes even if it went through)."""
+    with open("/proc/sys/kernel/core_pattern") as f:
+        current = f.read().rstrip("\n")
+    r = stack.docker("run", "--name", name, "--sysctl", f"kernel.core_pattern={current}",
+                     busybox, "echo", "ran")
+    assert r.returncode != 0 and b"ran" not in r.stdout
+    assert b"kernel.core_pattern" in r.stderr, r.stderr
+
+
+def test_cgroup_parent_climbing_out_is_refused(stack, busybox, name):
+    leaf = f"dy-sec-cg-{uuid.uuid4().hex[:6]}"
+    r = stack.docker("run", "--name", name, "--cgroup-parent", f"/../../{leaf}", busybox,
+                     "echo", "ran")
+    assert r.returncode != 0 and b"ran" not in r.stdout
+    assert b".." in r.stderr, r.stderr
+    base = "/sys/fs/cgroup"
+    assert not [h for h in os.listdir(base) if os.path.exists(os.path.join(base, h, leaf))]
