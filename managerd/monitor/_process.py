@@ -562,6 +562,20 @@ class Monitor:
         buf = proc.partial[kind]
         buf += data
         ns = time.time_ns()
+        end = buf.rfind(b"\n") + 1
+        if not end and len(buf) < LOG_LINE_MAX:
+            return  # no complete line yet
+        lines = bytes(buf[:end]).split(b"\n")
+        lines.pop()  # what follows the last newline stays in buf
+        if lines and max(map(len, lines)) < LOG_LINE_MAX and len(buf) - end < LOG_LINE_MAX:
+            # the common case, in bulk: one timestamp per read, one escape per line
+            del buf[:end]
+            tail = f'\\n","stream":"{self.stream(kind)}","time":"{rfc3339nano(ns)}"}}\n'
+            records = ['{"log":"' + line.decode("utf-8", "replace").translate(_ESC) + tail
+                       for line in lines]
+            self.write_log(proc, [r.encode() for r in records] if self.log_max_size
+                           else ["".join(records).encode()])
+            return
         out = []
         start = 0
         while True:

@@ -246,3 +246,24 @@ def test_runtime_exit_codes_map_to_errdefs():
     assert isinstance(err, rt.RuntimeFailed) and "command line" in str(err)
     err = rt.error_for("exec", "c1", 'exec: "/x": stat /x: no such file or directory', rc=255)
     assert isinstance(err, rt.RuntimeFailed) and "no such file or directory" in str(err)
+
+
+def test_log_lines_in_bulk_and_split(tmp_path):
+    """The monitor's line splitting: partial lines wait for their end, long ones are cut at
+    16 KiB, odd bytes are escaped, both streams keep their names."""
+    path = str(tmp_path / "log.json")
+    mon = wire.Monitor(str(tmp_path), path)
+    proc = wire.Proc("", False)
+    proc.log = mon.open_log()
+    mon.log(proc, wire.STDERR, b'a "q" \\ \t\xff caf\xc3\xa9\nsecond\npart')
+    mon.log(proc, wire.STDERR, b"ial\n")
+    mon.log(proc, wire.STDOUT, b"x" * 20000 + b"\nshort\n")
+    mon.log(proc, wire.STDOUT, b"y" * 17000)  # no newline yet: cut at 16 KiB only
+    os.close(proc.log)
+    recs = [json.loads(line) for line in open(path)]
+    assert [(r["log"][:6], len(r["log"]), r["stream"]) for r in recs] == [
+        ('a "q" ', 16, "stderr"), ("second", 7, "stderr"), ("partia", 8, "stderr"),
+        ("xxxxxx", 16384, "stdout"), ("xxxxxx", 3617, "stdout"), ("short\n", 6, "stdout"),
+        ("yyyyyy", 16384, "stdout")]
+    assert recs[0]["log"] == 'a "q" \\ \t\ufffd café\n'
+    assert bytes(proc.partial[wire.STDOUT]) == b"y" * (17000 - 16384)
