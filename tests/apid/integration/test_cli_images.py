@@ -106,3 +106,15 @@ def test_import_rootfs_tar(stack, name, tmp_path):
     listed = stack.docker("images", "--format", "{{.Repository}}:{{.Tag}}").stdout.decode()
     assert f"dy-import/{name}:v1" in listed
     stack.docker("rmi", f"dy-import/{name}:v1")
+
+
+def test_image_prune_dangling(stack, busybox, name):
+    assert stack.docker("run", "--name", name, busybox, "true").returncode == 0
+    r = stack.docker("commit", name)  # no name: a dangling image
+    assert r.returncode == 0, r.stderr
+    image_id = r.stdout.decode().strip()
+    stack.docker("rm", name)
+    dangling = stack.docker("images", "-q", "--no-trunc", "--filter", "dangling=true")
+    assert image_id in dangling.stdout.decode()
+    r = stack.docker("image", "prune", "-f")
+    assert r.returncode == 0 and image_id in r.stdout.decode(), r.stdout

@@ -160,3 +160,31 @@ def test_always_restarts_after_apid_restart(stack, client, busybox, name):
         again.remove(force=True)
     finally:
         fresh.close()
+
+
+def test_logs_since_until_and_stats_stream(client, busybox, name):
+    c = client.containers.run(busybox, ["sh", "-c", "echo early; sleep 1.5; echo late; sleep 30"],
+                              name=name, detach=True)
+    time.sleep(0.8)
+    middle = time.time()
+    time.sleep(1.5)
+    assert c.logs(until=middle) == b"early\n"
+    assert c.logs(since=middle) == b"late\n"
+    assert c.logs(tail=1, timestamps=True).decode().split(" ", 1)[1] == "late\n"
+    stream = c.stats(stream=True, decode=True)
+    first, second = next(stream), next(stream)
+    assert second["precpu_stats"]["cpu_usage"]["total_usage"] == \
+        first["cpu_stats"]["cpu_usage"]["total_usage"]
+    assert second["read"] > first["read"]
+    c.remove(force=True)
+
+
+def test_wait_conditions(client, busybox, name):
+    c = client.containers.create(busybox, ["sh", "-c", "exit 3"], name=name)
+    assert c.wait(condition="not-running")["StatusCode"] == 0  # not started yet: at once
+    c.start()
+    assert c.wait(condition="not-running", timeout=30)["StatusCode"] == 3
+    with pytest.raises(docker.errors.APIError) as err:
+        client.api.wait(c.id, condition="bogus")
+    assert err.value.status_code == 400
+    c.remove()
