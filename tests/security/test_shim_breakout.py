@@ -361,3 +361,12 @@ def test_cgroups_path_climbing_out_is_refused(shim, path):
     assert res.returncode != 0 and "must not contain '..'" in res.stderr, res.stderr
     assert not any(os.path.exists(os.path.join("/sys/fs/cgroup", h, "dy-cgesc"))
                    for h in os.listdir("/sys/fs/cgroup"))
+
+
+def test_device_path_climbing_out_of_dev_is_refused(shim):
+    cfg = sh("true")
+    cfg["linux"]["devices"] = [{"path": "/dev/../etc/dy-mem", "type": "c", "major": 1,
+                                "minor": 1, "fileMode": 0o666}]
+    res, bundle = run_in(shim, cfg)
+    assert res.returncode != 0 and "linux.devices[0].path" in res.stderr, res.stderr
+    assert not os.path.lexists(bundle / "rootfs/etc/dy-mem")

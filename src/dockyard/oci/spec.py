@@ -296,7 +296,9 @@ def _validate_linux(linux: dict, config: dict) -> None:
             raise _fail("linux.sysctl", f"invalid name {name!r}")
         _check_sysctl_namespace(name, types, namespaces)
     for i, dev in enumerate(linux.get("devices") or []):
-        if not isinstance(dev, dict) or not str(dev.get("path", "")).startswith("/dev/"):
+        # normalised: "/dev/../etc/x" would put a device node in the image's /etc
+        if not isinstance(dev, dict) or \
+                not os.path.normpath(str(dev.get("path", ""))).startswith("/dev/"):
             raise _fail(f"linux.devices[{i}].path", "must be a path under /dev")
         if dev.get("type") not in ("c", "b", "u", "p"):
             raise _fail(f"linux.devices[{i}].type", "must be one of c, b, u, p")
