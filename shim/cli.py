@@ -222,6 +222,10 @@ def _main(argv: list[str]) -> int:
             raise InvalidArgument("rootless mode is not supported")
         if command not in _COMMANDS:
             raise UsageError(f"no such command: {command}")
+        if command in ("create", "run", "exec"):
+            # the cgroup lock's grace period runs while we import and parse (_warm.py)
+            from dockyard.shim import _warm
+            _warm.start(os.environ.get("DOCKYARD_CGROUP_ROOT") or paths.CGROUP_ROOT)
         spec, least, most = _COMMANDS[command]
         opts, pos = parse_flags(rest, spec, stop_at_positional=command in ("exec", "ps"))
         if len(pos) < least or (most >= 0 and len(pos) > most):

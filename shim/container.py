@@ -27,6 +27,8 @@ import os
 import sys
 import time
 
+from dockyard.shim import _warm
+
 from dockyard.errdefs import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from dockyard.oci import _json
 from dockyard.oci.state import (
@@ -347,6 +349,7 @@ class Container:
         # the init's own spans (namespaces, mounts, ...) nest under this one
         init_span = tr.begin("init") if tr else None
         try:
+            _warm.stop()  # no fork while the warm-up thread lives
             pid = os.fork()
         except BaseException:
             child.close()
@@ -593,6 +596,7 @@ class Container:
         if pid_fd is not None:
             restore = _join_pid_namespace(sc, pid_fd)
         try:
+            _warm.stop()  # no fork while the warm-up thread lives
             pid = os.fork()
         except BaseException:
             if restore is not None:
@@ -647,7 +651,7 @@ def _join_cgroup(mgr, pid: int, chan, create: bool = False,  # noqa: ANN001
         if mgr is not None:
             if create:
                 mgr.create()
-            mgr.add(pid)
+            mgr.add(pid)  # fast if _warm kept the migration lock warm until the fork
         if span is not None:
             _tracer().end(span)
         chan.send(Msg.PROCEED)
