@@ -175,7 +175,9 @@ def _entry(path: str, rel: str, st: os.stat_result, links: dict) -> Iterator[byt
     yield header(ti)
     if data:
         sent = 0
-        with open(path, "rb") as f:
+        # O_NOFOLLOW: a running container may have swapped the file for a symlink
+        # to a host file since the lstat
+        with open(os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC), "rb") as f:
             while sent < ti.size and (chunk := f.read(min(READ, ti.size - sent))):
                 sent += len(chunk)
                 yield chunk

@@ -207,3 +207,16 @@ def test_pull_parent_dir_attrs_never_reach_the_host(svc, registry, host_marker):
     st = os.stat(target)
     assert (oct(st.st_mode & 0o7777), st.st_uid) == (oct(0o755), 0), "host dir's attributes changed"
     assert os.listdir(target) == []
+
+
+def test_commit_never_reads_a_host_file_through_a_swapped_symlink(tmp_path, host_marker):
+    """`docker commit` of a running container: a file swapped for a symlink to a host
+    file between the walk's lstat and the read must not put the host file in the layer."""
+    from dockyard.managerd.images import commit
+    f = tmp_path / "upper-file"
+    f.write_text("ctr!")  # same size as the sentinel: a naive read would fill the entry
+    st = os.lstat(f)
+    f.unlink()
+    os.symlink(host_marker / "sentinel", f)
+    with pytest.raises(OSError):
+        b"".join(commit._entry(str(f), "file", st, {}))
