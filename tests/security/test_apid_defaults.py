@@ -319,3 +319,15 @@ def test_removed_container_leaves_nothing(stack, busybox, name, how):
         assert res.status_code == 200, res.text
     assert stack.docker("rm", "-f", name).returncode == 0
     assert leftovers(stack, cid) == []
+
+
+def test_exec_gets_the_same_confinement(stack, busybox, name):
+    r = stack.docker("run", "-d", "--name", name, busybox, "sleep", "300")
+    assert r.returncode == 0, r.stderr.decode()
+    r = stack.docker("exec", name, "sh", "-c",
+                     "grep -E 'CapEff|Seccomp:' /proc/self/status; unshare -m true 2>&1;"
+                     " echo rc=$?")
+    out = r.stdout.decode().splitlines()
+    assert out[0].split() == ["CapEff:", "00000000a80425fb"], out
+    assert out[1].split() == ["Seccomp:", "2"], out
+    assert "Operation not permitted" in out[2] and out[3] == "rc=1", out
