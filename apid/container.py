@@ -98,6 +98,8 @@ class Container:
     root: str = ""  # <data-root>/containers/<id>
     platform: str = "linux"
     exec_ids: list[str] = field(default_factory=list)
+    # named/anonymous volumes mounted: {Name, Destination, Source, RW, Anonymous}
+    volumes: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def hostname_path(self) -> str:

@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from dockyard.apid import netns, translate
+from dockyard.apid import netns, rootfs, translate
 from dockyard.apid.container import (
     EXTENSION,
     NAME_LABEL,
@@ -31,6 +31,7 @@ from dockyard.apid.container import (
 from dockyard.apid.events import EventBus
 from dockyard.apid.manager import ContainerInfo, ExitStatus, ImageInfo, Manager, ProcessIO
 from dockyard.apid.names import NameIndex, generate_name, validate_name
+from dockyard.apid.volumes import VolumeStore
 
 from dockyard import errdefs, ids
 
@@ -52,6 +53,7 @@ class DaemonConfig:
     host_resolv_conf: str = "/etc/resolv.conf"
     snapshotter: str = "overlayfs"
     manage_netns: bool = True  # a netns per container with lo up (off in unit tests)
+    volume_copy_up: bool = True  # copy image content into new volumes (mounts the rootfs)
 
 
 @dataclass
@@ -106,6 +108,7 @@ class Daemon:
         self.manager = manager
         self.config = config
         self.events = events or EventBus()
+        self.volumes = VolumeStore(f"{config.data_root}/volumes")
         self.containers: dict[str, Container] = {}
         self.names = NameIndex()
         self.execs: dict[str, ExecRecord] = {}
@@ -269,11 +272,14 @@ class Daemon:
             image_id=image.config_digest, image_ref=image.name, config=merged,
             host_config=host_config, networking_config=body.get("NetworkingConfig") or {},
             path=args[0], args=args[1:], snapshot_key=container_id, root=root)
+        created_volumes: list[str] = []
         try:
-            spec = await self._spec(c, image)
+            spec_hc = self._attach_volumes(c, created_volumes)
+            spec = await self._spec(c, image, spec_hc)
             os.makedirs(root, mode=0o710, exist_ok=True)
             self._write_etc_files(c)
             await self.manager.prepare_snapshot(c.snapshot_key, image.chain_id)
+            await self._copy_up(c, created_volumes)
             labels = {k: str(v) for k, v in (merged.get("Labels") or {}).items()}
             labels[NAME_LABEL] = full
             await self.manager.create_container(ContainerInfo(
@@ -282,14 +288,88 @@ class Daemon:
         except BaseException:
             self.names.release(container_id)
             shutil.rmtree(root, ignore_errors=True)
+            for name in created_volumes:
+                with contextlib.suppress(errdefs.EngineError, OSError):
+                    self.volumes.remove(name)
             try:
                 await self.manager.remove_snapshot(container_id)
             except errdefs.EngineError:
                 pass
             raise
         self.containers[c.id] = c
+        for v in c.volumes:
+            self.events.publish("volume", "mount", v["Name"], {
+                "container": c.id, "destination": v["Destination"], "driver": "local",
+                "propagation": "", "read/write": str(v["RW"]).lower()})
         self.emit(c, "create")
         return c.id, warnings
+
+    def _attach_volumes(self, c: Container, created: list[str]) -> dict[str, Any]:
+        """Named and anonymous volumes -> binds of their directories (a HostConfig copy
+        for the spec; the stored one keeps what the client sent). Image VOLUMEs not
+        covered by a mount get anonymous volumes, as dockerd does."""
+        hc = dict(c.host_config)
+        binds, dests = [], set()
+        for b in hc.get("Binds") or []:
+            parts = b.split(":")
+            if len(parts) >= 2 and parts[0] and not parts[0].startswith("/"):
+                mode = parts[2] if len(parts) > 2 else ""
+                path = self._use_volume(c, parts[0], parts[1], "ro" not in mode.split(","),
+                                        created)
+                b = ":".join([path, parts[1]] + ([mode] if mode else []))
+            binds.append(b)
+            if len(parts) >= 2:
+                dests.add(parts[1].rstrip("/"))
+        mounts = []
+        for m in hc.get("Mounts") or []:
+            if m.get("Type") == "volume":
+                path = self._use_volume(c, m.get("Source") or "", m.get("Target") or "",
+                                        not m.get("ReadOnly"), created)
+                m = {"Type": "bind", "Source": path, "Target": m.get("Target") or "",
+                     "ReadOnly": bool(m.get("ReadOnly"))}
+            mounts.append(m)
+            dests.add((m.get("Target") or "").rstrip("/"))
+        dests |= {d.rstrip("/") for d in hc.get("Tmpfs") or {}}
+        for dest in (c.config.get("Volumes") or {}):
+            if dest.rstrip("/") not in dests:
+                path = self._use_volume(c, "", dest, True, created)
+                binds.append(f"{path}:{dest}")
+        hc["Binds"], hc["Mounts"] = binds or None, mounts or None
+        return hc
+
+    def _use_volume(self, c: Container, name: str, dest: str, rw: bool,
+                    created: list[str]) -> str:
+        if not dest.startswith("/"):
+            raise errdefs.InvalidArgument(f"invalid mount config for type \"volume\": invalid "
+                                          f"mount path: '{dest}' mount path must be absolute")
+        try:
+            vol = self.volumes.get(name) if name else None
+        except errdefs.NotFound:
+            vol = None
+        if vol is None:
+            vol = self.volumes.create(name)
+            created.append(vol.name)
+            self.events.publish("volume", "create", vol.name, {"driver": "local"})
+        c.volumes.append({"Name": vol.name, "Destination": dest, "Source": vol.mountpoint,
+                          "RW": rw, "Anonymous": vol.anonymous, "CopyUp": vol.name in created})
+        return vol.mountpoint
+
+    async def _copy_up(self, c: Container, created: list[str]) -> None:
+        """A new, empty volume gets the image's content at its destination (dockerd's
+        copy-up on first mount)."""
+        todo = [v for v in c.volumes if v.pop("CopyUp", False)]
+        if not todo or not self.config.volume_copy_up:
+            return
+        async with rootfs.container_root(self.manager, c) as root:
+            for v in todo:
+                src = rootfs.resolve_in_root(root, v["Destination"])
+                if os.path.isdir(src) and not os.listdir(v["Source"]):
+                    proc = await asyncio.create_subprocess_exec(
+                        "cp", "-a", f"{src}/.", v["Source"], stderr=asyncio.subprocess.PIPE)
+                    _, err = await proc.communicate()
+                    if proc.returncode != 0:
+                        raise errdefs.FailedPrecondition(
+                            f"copying image content into volume {v['Name']}: {err.decode()}")
 
     def _validate_host_config(self, hc: dict[str, Any]) -> None:
         policy = hc.get("RestartPolicy") or {}
@@ -317,7 +397,8 @@ class Daemon:
                 "port publishing (-p/-P) needs bridge networking, which this engine does not "
                 "provide yet; use --network host")
 
-    async def _spec(self, c: Container, image: ImageInfo) -> dict[str, Any]:
+    async def _spec(self, c: Container, image: ImageInfo,
+                    host_config: dict[str, Any] | None = None) -> dict[str, Any]:
         passwd = group = None
         user = c.config.get("User") or ""
         if user or c.host_config.get("GroupAdd"):
@@ -332,7 +413,7 @@ class Daemon:
         for opt in c.host_config.get("SecurityOpt") or []:
             if opt.startswith("seccomp=") and opt[8:] not in ("unconfined", "default"):
                 seccomp_text = opt[8:]
-        hc = c.host_config
+        hc = host_config or c.host_config
         return translate.build_spec(translate.SpecInputs(
             container_id=c.id, config=c.config, host_config=hc,
             hostname=c.config["Hostname"], user=uid_gid,
@@ -744,12 +825,24 @@ class Daemon:
             await netns.remove(netns.path_for(self.config.exec_root, c.id))
         shutil.rmtree(c.root, ignore_errors=True)
         del self.containers[c.id]
+        for v in c.volumes:
+            self.events.publish("volume", "unmount", v["Name"], {"container": c.id,
+                                                                 "driver": "local"})
+            if remove_volumes and v.get("Anonymous") and not self.volume_users(v["Name"]):
+                with contextlib.suppress(errdefs.NotFound, OSError):
+                    self.volumes.remove(v["Name"])
+                    self.events.publish("volume", "destroy", v["Name"], {"driver": "local"})
         self.names.release(c.id)
         self.emit(c, "destroy")
         self._notify(c, "removed", c.state.exit_code)
         for condition in ("next-exit", "not-running"):
             self._notify(c, condition, c.state.exit_code)
         self._rt.pop(c.id, None)
+
+    def volume_users(self, name: str) -> list[str]:
+        """Ids of the containers that mount volume `name`."""
+        return [c.id for c in self.containers.values()
+                if any(v["Name"] == name for v in c.volumes)]
 
     # --- small verbs --------------------------------------------------------------------
 

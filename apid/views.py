@@ -83,12 +83,18 @@ def _mounts(c: Container) -> list[dict[str, Any]]:
             out.append({"Type": "bind", "Source": m["source"], "Destination": m["destination"],
                         "Mode": mode, "RW": rw, "Propagation": m["options"][-1]})
     for m in c.host_config.get("Mounts") or []:
+        if m.get("Type") == "volume":
+            continue  # listed from c.volumes below
         entry = {"Type": m.get("Type"), "Source": m.get("Source") or "",
                  "Destination": m.get("Target") or "", "Mode": "",
                  "RW": not m.get("ReadOnly"), "Propagation": ""}
         if m.get("Type") == "bind":
             entry["Propagation"] = (m.get("BindOptions") or {}).get("Propagation") or "rprivate"
         out.append(entry)
+    for v in c.volumes:
+        out.append({"Type": "volume", "Name": v["Name"], "Source": v["Source"],
+                    "Destination": v["Destination"], "Driver": "local", "Mode": "z",
+                    "RW": bool(v["RW"]), "Propagation": ""})
     for dest in c.host_config.get("Tmpfs") or {}:
         out.append({"Type": "tmpfs", "Source": "", "Destination": dest, "Mode": "", "RW": True,
                     "Propagation": ""})
@@ -182,7 +188,8 @@ def container_summary(c: Container, size_rw: int | None = None,
     cmd = [c.path] + list(c.args) if c.path else []
     mode = c.host_config.get("NetworkMode") or "default"
     hc = c.host_config
-    mounts = _mounts(c) if hc.get("Binds") or hc.get("Mounts") or hc.get("Tmpfs") else []
+    mounts = _mounts(c) if hc.get("Binds") or hc.get("Mounts") or hc.get("Tmpfs") or \
+        c.volumes else []
     out = {
         "Id": c.id, "Names": [c.name], "Image": c.image, "ImageID": c.image_id,
         "Command": " ".join(cmd), "Created": int(c.created), "Ports": [],

@@ -1,9 +1,9 @@
-"""Networks and volumes, read-only until bridge networking and volumes exist.
+"""Networks (read-only until bridge networking exists) and volumes (`local` driver).
 
 `docker network ls/inspect` see the three built-in networks (bridge = a
-private namespace with `lo` only for now, host, none); `docker volume ls`
-sees none. Creating either is refused with a 501-class message naming what
-is missing, so scripts and compose fail clearly instead of half-working.
+private namespace with `lo` only for now, host, none); creating a network is
+refused with a 501 naming what is missing. Volumes: create, list (filters),
+inspect, remove (409 while in use), prune (anonymous ones unless all=true).
 """
 
 from __future__ import annotations
@@ -11,9 +11,12 @@ from __future__ import annotations
 import hashlib
 
 from dockyard.apid.container import rfc3339
-from dockyard.apid.deps import DaemonDep
+from dockyard.apid.deps import DaemonDep, qbool
+from dockyard.apid.events import parse_filters
+from dockyard.apid.views import _label_match
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict
 
 from dockyard import errdefs
 
@@ -63,21 +66,71 @@ async def prune_networks() -> dict:
 
 
 @router.get("/volumes")
-async def list_volumes() -> dict:
-    return {"Volumes": [], "Warnings": None}
+async def list_volumes(filters: str | None = None, *, daemon: DaemonDep) -> dict:
+    flt = parse_filters(filters, {"dangling", "driver", "label", "name"})
+    out = []
+    for vol in daemon.volumes.list():
+        users = daemon.volume_users(vol.name)
+        if flt.get("dangling") and qbool(flt["dangling"][0]) == bool(users):
+            continue
+        if flt.get("name") and not any(n in vol.name for n in flt["name"]):
+            continue
+        if flt.get("driver") and "local" not in flt["driver"]:
+            continue
+        if flt.get("label") and not _label_match(vol.labels, flt["label"]):
+            continue
+        out.append(vol.to_docker())
+    return {"Volumes": out, "Warnings": None}
 
 
-@router.post("/volumes/create")
-async def create_volume() -> JSONResponse:
-    return JSONResponse({"message": "named volumes are not supported by this engine yet; "
-                                    "use bind mounts or tmpfs"}, status_code=501)
+class VolumeCreate(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    Name: str | None = None
+    Driver: str | None = None
+    DriverOpts: dict[str, str] | None = None
+    Labels: dict[str, str] | None = None
+
+
+@router.post("/volumes/create", status_code=201)
+async def create_volume(body: VolumeCreate, *, daemon: DaemonDep) -> JSONResponse:
+    if body.Driver not in (None, "", "local"):
+        raise errdefs.NotFound(f"error looking up volume plugin {body.Driver}: plugin "
+                               f"\"{body.Driver}\" not found")
+    vol = daemon.volumes.create(body.Name or "", body.Labels, body.DriverOpts)
+    daemon.events.publish("volume", "create", vol.name, {"driver": "local"})
+    return JSONResponse(vol.to_docker(), status_code=201)
 
 
 @router.get("/volumes/{name}")
-async def inspect_volume(name: str) -> dict:
-    raise errdefs.NotFound(f"get {name}: no such volume")
+async def inspect_volume(name: str, *, daemon: DaemonDep) -> dict:
+    return daemon.volumes.get(name).to_docker()
+
+
+@router.delete("/volumes/{name}", status_code=204)
+async def remove_volume(name: str, force: str | None = None, *, daemon: DaemonDep) -> Response:
+    daemon.volumes.get(name)
+    users = daemon.volume_users(name)
+    if users:
+        raise errdefs.AlreadyExists(f"remove {name}: volume is in use - [{', '.join(users)}]")
+    daemon.volumes.remove(name)
+    daemon.events.publish("volume", "destroy", name, {"driver": "local"})
+    return Response(status_code=204)
 
 
 @router.post("/volumes/prune")
-async def prune_volumes() -> dict:
-    return {"VolumesDeleted": None, "SpaceReclaimed": 0}
+async def prune_volumes(filters: str | None = None, *, daemon: DaemonDep) -> dict:
+    flt = parse_filters(filters, {"label", "label!", "all"})
+    everything = bool(flt.get("all")) and qbool(flt["all"][0])
+    deleted, reclaimed = [], 0
+    for vol in daemon.volumes.list():
+        if daemon.volume_users(vol.name) or (not everything and not vol.anonymous):
+            continue  # API >= 1.42: only anonymous volumes unless all=true
+        if flt.get("label") and not _label_match(vol.labels, flt["label"]):
+            continue
+        if flt.get("label!") and _label_match(vol.labels, flt["label!"]):
+            continue
+        reclaimed += daemon.volumes.size(vol.name)
+        daemon.volumes.remove(vol.name)
+        daemon.events.publish("volume", "destroy", vol.name, {"driver": "local"})
+        deleted.append(vol.name)
+    return {"VolumesDeleted": deleted or None, "SpaceReclaimed": reclaimed}

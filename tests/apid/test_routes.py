@@ -19,7 +19,8 @@ def env(tmp_path):
     manager = FakeManager()
     manager.add_image("docker.io/library/busybox:latest")
     daemon = Daemon(manager, DaemonConfig(data_root=str(tmp_path), exec_root=str(tmp_path),
-                                          host_resolv_conf="/nonexistent", manage_netns=False))
+                                          host_resolv_conf="/nonexistent", manage_netns=False,
+                                          volume_copy_up=False))
     with TestClient(create_app(daemon)) as client:
         yield client, manager, daemon
 
@@ -276,3 +277,26 @@ def test_builtin_networks_and_no_volumes(env):
     r = client.post("/networks/create", json={"Name": "x"})
     assert r.status_code == 501 and "not supported" in r.json()["message"]
     assert client.get("/volumes").json() == {"Volumes": [], "Warnings": None}
+
+
+def test_volumes_create_use_remove(env):
+    client, manager, _ = env
+    r = client.post("/volumes/create", json={"Name": "data1", "Labels": {"k": "v"}})
+    assert r.status_code == 201 and r.json()["Mountpoint"].endswith("/volumes/data1/_data")
+    cid = create(client, Cmd=["true"], HostConfig={"Binds": ["data1:/data", "anon:/x:ro"]}).json()[
+        "Id"]
+    spec = manager.containers[cid].spec
+    srcs = {m["destination"]: m["source"] for m in spec["mounts"]}
+    assert srcs["/data"].endswith("/volumes/data1/_data")
+    mounts = {m["Destination"]: m for m in client.get(f"/containers/{cid}/json").json()["Mounts"]}
+    assert mounts["/data"]["Type"] == "volume" and mounts["/data"]["Name"] == "data1"
+    assert mounts["/x"]["RW"] is False
+    r = client.delete("/volumes/data1")
+    assert r.status_code == 409 and "in use" in r.json()["message"]
+    names = {v["Name"] for v in client.get("/volumes").json()["Volumes"]}
+    assert names == {"data1", "anon"}
+    assert client.delete(f"/containers/{cid}", params={"v": 1}).status_code == 204
+    assert client.delete("/volumes/data1").status_code == 204
+    assert client.get("/volumes/data1").status_code == 404
+    r = client.post("/volumes/prune", params={"filters": '{"all":["true"]}'})
+    assert r.json()["VolumesDeleted"] == ["anon"]

@@ -138,3 +138,27 @@ def test_network_container_mode_and_ports_refused(stack, busybox, name):
     r = stack.docker("run", "--rm", "-p", "18080:80", busybox, "true")
     assert r.returncode == 125 and b"bridge networking" in r.stderr
     stack.docker("rm", "-f", name)
+
+
+def test_named_volumes(stack, busybox, name):
+    vol = name + "-vol"
+    assert stack.docker("volume", "create", vol).returncode == 0
+    r = stack.docker("run", "--rm", "-v", f"{vol}:/data", busybox, "sh", "-c",
+                     "echo kept > /data/f")
+    assert r.returncode == 0, r.stderr
+    r = stack.docker("run", "--rm", "-v", f"{vol}:/data:ro", busybox, "sh", "-c",
+                     "cat /data/f; touch /data/g")
+    assert r.stdout == b"kept\n" and b"Read-only file system" in r.stderr
+    # a new volume over an image directory starts with the image's content (copy-up)
+    r = stack.docker("run", "--rm", "-v", f"{vol}-etc:/etc", busybox, "cat", "/etc/passwd")
+    assert r.returncode == 0 and b"root:x:0:0" in r.stdout, r.stderr
+    listed = stack.docker("volume", "ls", "-q").stdout.decode().split()
+    assert vol in listed and f"{vol}-etc" in listed
+    assert stack.docker("run", "-d", "--name", name, "-v", f"{vol}:/data", busybox,
+                        "sleep", "60").returncode == 0
+    r = stack.docker("volume", "rm", vol)
+    assert r.returncode != 0 and b"in use" in r.stderr
+    mounts = json.loads(stack.docker("inspect", name).stdout)[0]["Mounts"]
+    assert mounts[0]["Type"] == "volume" and mounts[0]["Name"] == vol
+    stack.docker("rm", "-f", name)
+    assert stack.docker("volume", "rm", vol, f"{vol}-etc").returncode == 0
