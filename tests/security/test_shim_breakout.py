@@ -11,6 +11,7 @@ test also checks that a host directory the attack aims at is untouched and
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import uuid
 
@@ -370,3 +371,45 @@ def test_device_path_climbing_out_of_dev_is_refused(shim):
     res, bundle = run_in(shim, cfg)
     assert res.returncode != 0 and "linux.devices[0].path" in res.stderr, res.stderr
     assert not os.path.lexists(bundle / "rootfs/etc/dy-mem")
+
+
+# --- seccomp across syscall ABIs --------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def abi_binary(tmp_path_factory) -> str:
+    """A static x86_64 program calling mkdir natively, as x32 (nr | 1<<30) and as
+    i386 (int 0x80): the classic ways around a filter that checks one ABI."""
+    import platform
+    if platform.machine() != "x86_64" or not shutil.which("gcc"):
+        pytest.skip("needs x86_64 and gcc")
+    out = tmp_path_factory.mktemp("abi") / "abi"
+    src = os.path.join(os.path.dirname(__file__), "data", "abi.c")
+    res = subprocess.run(["gcc", "-static", "-O1", "-o", str(out), src], capture_output=True,
+                         text=True, timeout=60)
+    if res.returncode != 0:
+        pytest.skip(f"cannot build a static binary: {res.stderr[-300:]}")
+    return str(out)
+
+
+@pytest.mark.parametrize("arches", [["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+                                    ["SCMP_ARCH_X86_64"]])
+def test_seccomp_deny_rule_holds_on_every_abi(shim, abi_binary, arches):
+    import errno
+    cfg = docker_like(["/abi"])
+    cfg["linux"]["seccomp"] = {"defaultAction": "SCMP_ACT_ALLOW", "architectures": arches,
+                               "syscalls": [{"names": ["mkdir", "mkdirat"],
+                                             "action": "SCMP_ACT_ERRNO",
+                                             "errnoRet": errno.EDQUOT}]}
+
+    def plant(rootfs):
+        shutil.copy(abi_binary, rootfs / "abi")
+
+    res, bundle = run_in(shim, cfg, plant)
+    lines = res.stdout.splitlines()
+    if len(arches) == 3:
+        assert lines == [f"native -1 {errno.EDQUOT}", f"x32 -1 {errno.EDQUOT}",
+                         f"i386 -{errno.EDQUOT} {errno.EDQUOT}"], res
+    else:  # an ABI the profile does not name kills the process (libseccomp's bad arch)
+        assert lines == [f"native -1 {errno.EDQUOT}"] and res.returncode == 128 + 31, res
+    for d in ("native", "x32", "i386"):
+        assert not os.path.exists(bundle / "rootfs/tmp" / d)
