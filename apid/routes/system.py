@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import time
@@ -15,7 +16,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict
 
-from dockyard import __version__
+from dockyard import __version__, errdefs
 from dockyard.errdefs import InvalidArgument
 
 router = APIRouter(tags=["system"])
@@ -153,22 +154,28 @@ async def auth(body: AuthConfig) -> Response:
 async def system_df(*, daemon: DaemonDep) -> JSONResponse:
     from dockyard.apid import views
 
-    imgs = []
+    imgs: list[dict] = []
     try:
-        for img in await daemon.manager.list_images():
-            users = sum(1 for c in daemon.containers.values() if c.image_id == img.config_digest)
-            imgs.append(views.image_summary(img, [img.name], users))
-    except Exception:  # noqa: BLE001 - df lists what it can
-        pass
+        imgs = await daemon.manager.image_summaries(True)
+    except errdefs.EngineError:
+        with contextlib.suppress(errdefs.EngineError):
+            for img in await daemon.manager.list_images():
+                imgs.append(views.image_summary(img, [img.name]))
+    for img in imgs:
+        img["Containers"] = sum(1 for c in daemon.containers.values() if c.image_id == img["Id"])
     containers = []
     for c in daemon.containers.values():
-        try:
+        size = 0
+        with contextlib.suppress(errdefs.EngineError):
             size = await daemon.manager.snapshot_usage(c.snapshot_key)
-        except Exception:  # noqa: BLE001
-            size = 0
         containers.append(views.container_summary(c, size))
+    volumes = []
+    for vol in daemon.volumes.list():
+        entry = vol.to_docker(len(daemon.volume_users(vol.name)))
+        entry["UsageData"]["Size"] = daemon.volumes.size(vol.name)
+        volumes.append(entry)
     return JSONResponse({"LayersSize": sum(i["Size"] for i in imgs), "Images": imgs,
-                         "Containers": containers, "Volumes": [], "BuildCache": []})
+                         "Containers": containers, "Volumes": volumes, "BuildCache": []})
 
 
 @router.get("/traces/{trace_id}")
