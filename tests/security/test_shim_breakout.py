@@ -375,20 +375,25 @@ def test_device_path_climbing_out_of_dev_is_refused(shim):
 
 # --- seccomp across syscall ABIs --------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def abi_binary(tmp_path_factory) -> str:
-    """A static x86_64 program calling mkdir natively, as x32 (nr | 1<<30) and as
-    i386 (int 0x80): the classic ways around a filter that checks one ABI."""
+def build_static(tmp_path_factory, name: str) -> str:
+    """Compile tests/security/data/<name>.c into a static x86_64 binary (skip without gcc)."""
     import platform
     if platform.machine() != "x86_64" or not shutil.which("gcc"):
         pytest.skip("needs x86_64 and gcc")
-    out = tmp_path_factory.mktemp("abi") / "abi"
-    src = os.path.join(os.path.dirname(__file__), "data", "abi.c")
+    out = tmp_path_factory.mktemp(name) / name
+    src = os.path.join(os.path.dirname(__file__), "data", f"{name}.c")
     res = subprocess.run(["gcc", "-static", "-O1", "-o", str(out), src], capture_output=True,
                          text=True, timeout=60)
     if res.returncode != 0:
         pytest.skip(f"cannot build a static binary: {res.stderr[-300:]}")
     return str(out)
+
+
+@pytest.fixture(scope="module")
+def abi_binary(tmp_path_factory) -> str:
+    """A static x86_64 program calling mkdir natively, as x32 (nr | 1<<30) and as
+    i386 (int 0x80): the classic ways around a filter that checks one ABI."""
+    return build_static(tmp_path_factory, "abi")
 
 
 @pytest.mark.parametrize("arches", [["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
@@ -413,3 +418,24 @@ def test_seccomp_deny_rule_holds_on_every_abi(shim, abi_binary, arches):
         assert lines == [f"native -1 {errno.EDQUOT}"] and res.returncode == 128 + 31, res
     for d in ("native", "x32", "i386"):
         assert not os.path.exists(bundle / "rootfs/tmp" / d)
+
+
+def test_docker_profile_argument_filters_hold(shim, tmp_path_factory):
+    """apid's Docker profile in the real shim: clone with namespace flags (also with
+    junk in the upper 32 bits), unshare, AF_VSOCK sockets and personality flags are
+    refused; their harmless forms work."""
+    import platform
+
+    from dockyard.apid import translate
+    binary = build_static(tmp_path_factory, "filters")
+    spec = translate.build_spec(translate.SpecInputs(
+        container_id="ab" * 32, config={"Cmd": ["/filters"]}, host_config={},
+        hostname="dy", arch="amd64", kernel=platform.release()))
+    cfg = docker_like(["/filters"])
+    cfg["linux"]["seccomp"] = spec["linux"]["seccomp"]
+    res, _ = run_in(shim, cfg, lambda rootfs: shutil.copy(binary, rootfs / "filters"))
+    assert res.returncode == 0, res
+    got = dict(line.split(" ", 1) for line in res.stdout.splitlines())
+    assert got == {"clone-plain": "ok", "clone-newuser": "1", "clone-newns-highbits": "1",
+                   "unshare-user": "1", "socket-vsock": "1", "socket-unix": "0",
+                   "personality-query": "0", "personality-rie": "1"}, got
