@@ -11,8 +11,10 @@ So `create`, `run` and `exec` start a thread that re-writes this process
 into the cgroup it is already in (a no-op migration), first while the main
 thread imports modules and reads config.json/state.json, then again every
 couple of milliseconds until the main thread is about to fork (`stop()`).
-The container's own cgroup.procs write right after the fork then finds the
-lock warm and takes ~0.4 ms instead of a grace period.
+`create` restarts it right after the fork, while it makes the container's
+cgroup directories, and stops it just before adding the init. The
+container's own cgroup.procs write then finds the lock warm and takes
+~0.4 ms instead of a grace period.
 
 The thread is always stopped and joined before the shim forks, so no fork
 ever happens in a multi-threaded process (STYLE.md). Any failure is
@@ -68,9 +70,9 @@ def _loop(path: str, done: _thread.LockType) -> None:
 
 
 def start(root: str = "/sys/fs/cgroup") -> None:
-    """Begin the no-op migrations in a thread (once per process)."""
+    """Begin the no-op migrations in a thread (again after a `stop()`)."""
     global _done, _running
-    if _done is not None:
+    if _running:
         return
     path = _own_procs(root)
     if path is None:

@@ -650,8 +650,12 @@ def _join_cgroup(mgr, pid: int, chan, create: bool = False,  # noqa: ANN001
     try:
         if mgr is not None:
             if create:
-                mgr.create()
-            mgr.add(pid)  # fast if _warm kept the migration lock warm until the fork
+                _warm.start(cgroup_root())  # warm through mkdir and cpuset setup too
+                try:
+                    mgr.create()
+                finally:
+                    _warm.stop()
+            mgr.add(pid)  # fast when _warm kept the migration lock warm (see _warm.py)
         if span is not None:
             _tracer().end(span)
         chan.send(Msg.PROCEED)
