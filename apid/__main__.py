@@ -29,7 +29,7 @@ import ssl
 import sys
 from dataclasses import dataclass, field
 
-from dockyard import paths
+from dockyard import errdefs, paths
 
 __all__ = ["Config", "Server", "main", "parse_args"]
 
@@ -153,6 +153,7 @@ class Server:
         self.daemon = None
         self.manager = None
         self._stop = asyncio.Event()
+        self._restore_task: asyncio.Task | None = None
 
     async def startup(self) -> None:
         import uvicorn
@@ -170,8 +171,11 @@ class Server:
             init_path=self.config.init_path))
         try:
             await self.daemon.restore()
-        except Exception as err:  # noqa: BLE001 - serve anyway; calls report managerd errors
-            log.warning("could not restore containers from managerd: %s", err)
+        except errdefs.Unavailable as err:
+            # serve anyway (calls report managerd's absence) and keep trying in the background
+            log.warning("managerd unavailable, restoring later: %s", err)
+            self._restore_task = asyncio.get_running_loop().create_task(
+                self.daemon.restore_when_available())
         self.daemon.watch_manager_events()
         app = create_app(self.daemon)
         plain, tls = [], []
@@ -221,6 +225,8 @@ class Server:
                 signal.signal(sig, handler)
 
     async def shutdown(self) -> None:
+        if self._restore_task is not None:
+            self._restore_task.cancel()
         for server in self.servers:
             server.should_exit = True
             with contextlib.suppress(Exception):

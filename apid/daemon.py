@@ -145,6 +145,7 @@ class Daemon:
 
     async def restore(self) -> None:
         """Load records from managerd; re-attach monitors; apply restart policies."""
+        restored: list[Container] = []
         for info in await self.manager.list_containers():
             raw = info.extensions.get(EXTENSION)
             if not raw:
@@ -154,10 +155,25 @@ class Daemon:
             except (ValueError, TypeError) as err:
                 log.warning("skipping unreadable record container_id=%s err=%s", info.id, err)
                 continue
+            if c.id in self.containers:
+                continue
             self.containers[c.id] = c
             self.names.reserve(c.name, c.id)
-        for c in list(self.containers.values()):
+            restored.append(c)
+        for c in restored:
             await self._reconcile(c)
+
+    async def restore_when_available(self) -> None:
+        """restore(), retried with back-off while managerd cannot be reached."""
+        delay = 0.5
+        while not self._shutting_down:
+            try:
+                await self.restore()
+                log.info("restored containers=%d", len(self.containers))
+                return
+            except errdefs.Unavailable:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
 
     async def _reconcile(self, c: Container) -> None:
         try:

@@ -300,3 +300,29 @@ def test_volumes_create_use_remove(env):
     assert client.get("/volumes/data1").status_code == 404
     r = client.post("/volumes/prune", params={"filters": '{"all":["true"]}'})
     assert r.json()["VolumesDeleted"] == ["anon"]
+
+
+def test_restore_waits_for_managerd(env):
+    import asyncio
+
+    from dockyard import errdefs
+
+    client, manager, daemon = env
+    create(client, Cmd=["true"], name="later")
+    calls = {"n": 0}
+    real = manager.list_containers
+
+    async def flaky():
+        calls["n"] += 1
+        if calls["n"] < 3:
+            raise errdefs.Unavailable("managerd is restarting")
+        return await real()
+
+    manager.list_containers = flaky
+
+    async def scenario():
+        fresh = Daemon(manager, daemon.config)
+        await asyncio.wait_for(fresh.restore_when_available(), 10)
+        return fresh.get("later").name
+
+    assert asyncio.run(scenario()) == "/later" and calls["n"] == 3
