@@ -331,3 +331,27 @@ def test_exec_gets_the_same_confinement(stack, busybox, name):
     assert out[0].split() == ["CapEff:", "00000000a80425fb"], out
     assert out[1].split() == ["Seccomp:", "2"], out
     assert "Operation not permitted" in out[2] and out[3] == "rc=1", out
+
+
+def test_volume_copy_up_through_an_image_symlink_stays_inside(stack, name, host_marker,
+                                                               tmp_path):
+    """An image whose VOLUME /data is a symlink to a host dir: the new volume is filled
+    from the image (nothing there), never from the host dir."""
+    import sys
+
+    from helpers import busybox as bb
+    from helpers import images
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "apid", "integration"))
+    from seed import seed_image
+    root = bb.make_rootfs(tmp_path / "img")
+    os.symlink(str(host_marker), root / "data")
+    image = f"dockyard.test/sec-volume-{uuid.uuid4().hex[:8]}:latest"
+    seed_image(stack.managerd.address, "moby", image,
+               images.make_image([images.dir_layer(root)], Volumes={"/data": {}},
+                                 Cmd=["sh"]))
+    r = stack.docker("run", "--name", name, image, "sh", "-c", "ls -A /data; echo end")
+    assert r.returncode == 0, r.stderr.decode() + stack.apid.log()
+    assert r.stdout.decode().split() == ["end"], r.stdout
+    host_marker.assert_untouched()
+    stack.docker("rm", "-f", "-v", name)
+    stack.docker("rmi", image)
