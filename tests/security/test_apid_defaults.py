@@ -355,3 +355,19 @@ def test_volume_copy_up_through_an_image_symlink_stays_inside(stack, name, host_
     host_marker.assert_untouched()
     stack.docker("rm", "-f", "-v", name)
     stack.docker("rmi", image)
+
+
+def test_refused_volume_destination_leaves_no_volume(stack, busybox, name):
+    with stack.http() as c:
+        before = {v["Name"] for v in c.get("/volumes").json().get("Volumes") or []}
+        r = c.post("/containers/create", params={"name": name},
+                   json={"Image": busybox, "Cmd": ["true"], "Volumes": {"/../../etc": {}}})
+        assert r.status_code == 400, r.text
+        r = c.post("/containers/create", params={"name": name},
+                   json={"Image": busybox, "Cmd": ["true"],
+                         "HostConfig": {"Mounts": [{"Type": "volume", "Source": "",
+                                                    "Target": "/x/../../etc"}]}})
+        assert r.status_code == 400, r.text
+        after = {v["Name"] for v in c.get("/volumes").json().get("Volumes") or []}
+        assert after == before
+        assert c.get(f"/containers/{name}/json").status_code == 404
