@@ -85,6 +85,12 @@ def test_absolute_symlink_then_file_lands_inside(tmp_path, host_marker):
            im.hardlink("b/z", "a" + str(host_marker) + "/x")], root)
     inside = root / str(host_marker).lstrip("/")
     assert (inside / "x").read_text() == "in" and (inside / "y").read_text() == "in"
+    with open("/etc/passwd", "rb") as f:
+        host_passwd = f.read()
+    apply([im.symlink("c", "/"), im.file("c/etc/passwd", "pwned\n")], root)
+    assert (root / "etc/passwd").read_text() == "pwned\n"
+    with open("/etc/passwd", "rb") as f:
+        assert f.read() == host_passwd
     assert os.stat(inside / "z").st_ino == os.stat(inside / "x").st_ino
     host_marker.assert_untouched()
 
