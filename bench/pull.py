@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import shutil
 import statistics
@@ -97,6 +98,12 @@ def build_image(cache: Path) -> im.Image:
     return img
 
 
+def proc_cpu(pid: int) -> float:
+    """User+system CPU seconds of a process and its reaped children (/proc/<pid>/stat)."""
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
 def timed(fn) -> float:
     t = time.perf_counter()
     fn()
@@ -133,7 +140,9 @@ class Managerd:
         """`Transfer.Pull` to the end of its stream; the image is removed (and its
         blobs and snapshots collected) afterwards, so every round is cold."""
         from dockyard.protos.services.transfer.v1 import transfer_pb2 as pb
+        c = proc_cpu(self.proc.pid)
         t = timed(lambda: [None for _ in self.stub.Pull(pb.PullRequest(reference=ref))])
+        self.cpu = proc_cpu(self.proc.pid) - c
         self.stub.Remove(pb.RemoveRequest(name=ref, force=True))
         return t
 
@@ -180,7 +189,9 @@ class Dockerd:
                               capture_output=True, text=True, check=check)
 
     def pull(self, ref: str) -> float:
+        c = proc_cpu(self.proc.pid)
         t = timed(lambda: self.docker("pull", "-q", ref))
+        self.cpu = proc_cpu(self.proc.pid) - c  # dockerd and its untar children
         self.docker("rmi", "-f", ref)
         return t
 
@@ -254,7 +265,8 @@ def main() -> int:
           f"{sum(b.size for b in img.layers) / MB:.0f} MiB compressed "
           f"(built/loaded in {time.perf_counter() - t:.1f}s)", flush=True)
     results: dict[str, list[float]] = {"dockyard": [], "dockerd": [], "skopeo": [],
-                                       "curl": [], "tar": []}
+                                       "curl": [], "tar": [], "dockyard cpu": [],
+                                       "dockerd cpu": []}
     with tempfile.TemporaryDirectory(prefix="dy-bench-reg-", dir=WORK) as regdir:
         with start_registry(regdir) as reg:
             im.push(reg, "bench", "latest", img)
@@ -264,8 +276,10 @@ def main() -> int:
             try:
                 for r in range(a.rounds):
                     results["dockyard"].append(manager.pull(ref))
+                    results["dockyard cpu"].append(manager.cpu)
                     if docker:
                         results["dockerd"].append(docker.pull(ref))
+                        results["dockerd cpu"].append(docker.cpu)
                     results["skopeo"].append(run_skopeo(ref))
                     c, tt = run_limit(reg.url, "bench", img, cache)
                     results["curl"].append(c)
@@ -293,6 +307,10 @@ def main() -> int:
              "| what | seconds |", "| --- | --- |"]
     lines += [f"| {name} | {v:.2f} |" if v is not None else f"| {name} | not run |"
               for name, v in rows]
+    if med.get("dockerd cpu"):
+        lines += ["", f"CPU seconds (user+sys, daemon and children): dockyard "
+                  f"{med['dockyard cpu']:.2f}, dockerd {med['dockerd cpu']:.2f} "
+                  f"({med['dockyard cpu'] / med['dockerd cpu']:.2f}x)."]
     lines += ["", f"dockyard/dockerd: **{ratio}** (target <= 0.70x). "
               f"curl alone {med['curl']:.2f}s, tar alone {med['tar']:.2f}s.",
               "Rounds: " + "; ".join(f"{k} " + " ".join(f"{x:.2f}" for x in v)
