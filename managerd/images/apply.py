@@ -202,6 +202,10 @@ class _Applier:
     layer: str
     dirs: dict[str, str] = field(default_factory=dict)  # rel dir -> real abs dir
     written: set[str] = field(default_factory=set)  # rel paths this layer created
+    # real dirs this apply created (empty when made) and real paths it created: a
+    # new entry in such a dir needs no lstat to find what it replaces
+    fresh: set[str] = field(default_factory=set)
+    made: set[str] = field(default_factory=set)
     dir_times: list[tuple[str, int]] = field(default_factory=list)
     implicit: set[str] = field(default_factory=set)
     standalone: bool = False  # applying ahead of the lowers (into a staging dir)
@@ -272,6 +276,8 @@ class _Applier:
     def mkparent(self, path: str, rel: list[str]) -> None:
         """Create a missing parent dir, with the attributes a lower layer gives it (containerd)."""
         os.mkdir(path, 0o755)
+        self.fresh.add(path)
+        self.made.add(path)
         self.implicit.add("/".join(rel))
         _inherit(path, rel, self.parents)
 
@@ -340,12 +346,16 @@ class _Applier:
                     raise FileNotFoundError
             except FileNotFoundError:
                 os.mkdir(path, 0o700)
+                self.fresh.add(path)
+                self.made.add(path)
             self.attrs(path, ti, is_dir=True)
             self.dirs[rel] = path
             self.written.add(rel)
             self.implicit.discard(rel)
             return
-        self.remove(path, rel)
+        if parent not in self.fresh or path in self.made:
+            self.remove(path, rel)
+        self.made.add(path)
         if ti.isreg():
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                          0o600)
@@ -485,7 +495,8 @@ class _Applier:
 
 def apply_layer(src: _Readable, root: str | os.PathLike, *, compression: str = "none",
                 overlay: bool = False, parents: Iterable[str] = (),
-                layer: str = "", standalone: bool = False) -> ApplyResult:
+                layer: str = "", standalone: bool = False,
+                empty_root: bool = False) -> ApplyResult:
     """Apply one (compressed) layer stream to root and return its diff_id.
 
     Args:
@@ -497,6 +508,7 @@ def apply_layer(src: _Readable, root: str | os.PathLike, *, compression: str = "
         layer: the layer's name in error messages (its digest).
         standalone: the lowers exist but are not given (unpacking ahead of them):
             a hard link into them raises NeedsParents, so the caller can retry later.
+        empty_root: root is a new empty dir (saves a lookup per entry).
 
     Returns:
         ApplyResult with the diff_id (sha256 of the whole uncompressed stream).
@@ -506,6 +518,8 @@ def apply_layer(src: _Readable, root: str | os.PathLike, *, compression: str = "
     """
     reader = HashingReader(decompressed(src, compression))
     applier = _Applier(os.fspath(root), overlay, list(parents), layer, standalone=standalone)
+    if empty_root:
+        applier.fresh.add(applier.root)
     try:
         # "r:" on a forward-only stream: tarfile reads headers straight from it
         # (its "r|" stream wrapper re-copies its buffer on every header read)

@@ -257,7 +257,7 @@ def _stage(svc, ns: str, layer: Descriptor, tap: Tap | None, future,
         progress(Progress(sid, EXTRACTING, 0, layer.size))
         result = apply_layer(_Counting(reader, sid, layer.size, progress, cancel), d,
                              compression=mediatypes.compression(layer.media_type), overlay=True,
-                             layer=layer.digest, standalone=True)
+                             layer=layer.digest, standalone=True, empty_root=True)
         fut.result()
         progress(Progress(sid, EXTRACTING, layer.size, layer.size))
         return _Staged(d, result)

@@ -145,3 +145,14 @@ def test_corrupt_streams(tmp_path):
     with pytest.raises(LayerError, match="sha256:test"):
         apply_layer(io.BytesIO(b"garbage" * 100), tmp_path, compression="gzip",
                     layer="sha256:test")
+
+
+def test_empty_root_mode_handles_duplicates_and_replacements(tmp_path):
+    tar = im.tar_layer([im.file("a/f", "one"), im.file("a/f", "two"), im.symlink("a/s", "f"),
+                        im.file("a/s", "file now"), im.dir("a", mode=0o700)])
+    res = apply_layer(io.BytesIO(tar), tmp_path, layer="sha256:test", empty_root=True,
+                      overlay=True, standalone=True)
+    assert res.implicit_dirs == []  # `a` was listed after all
+    assert (tmp_path / "a/f").read_text() == "two"
+    assert (tmp_path / "a/s").read_text() == "file now"
+    assert stat.S_IMODE(os.lstat(tmp_path / "a").st_mode) == 0o700
