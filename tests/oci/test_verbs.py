@@ -118,3 +118,34 @@ def test_update_and_events(shim):
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_ps_table(shim):
+    cid, pid = shim.create(busybox.base_config(["sleep", "60"]))
+    shim("start", cid, check=True)
+    lines = shim("ps", cid, check=True).stdout.splitlines()
+    assert "PID" in lines[0].split()
+    assert len(lines) == 2 and str(pid) in lines[1].split()
+
+
+def test_events_stream_reports_oom(shim):
+    # a memory hog in a 16 MiB cgroup: the OOM killer fires, `events` says so
+    cfg = busybox.base_config(["sh", "-c", "sleep 0.5; tail /dev/zero; sleep 60"])
+    cfg["linux"]["resources"]["memory"] = {"limit": 16 << 20, "swap": 16 << 20}
+    cid, pid = shim.create(cfg)
+    proc = subprocess.Popen([shim.binary, "--root", shim.root, "events", "--interval", "200ms",
+                             cid], stdout=subprocess.PIPE, text=True)
+    try:
+        shim("start", cid, check=True)
+        kinds = []
+        for _ in range(50):
+            line = proc.stdout.readline()
+            if not line:
+                break
+            kinds.append(json.loads(line)["type"])
+            if "oom" in kinds:
+                break
+        assert "oom" in kinds, kinds
+    finally:
+        proc.kill()
+        proc.wait()
