@@ -8,13 +8,14 @@ youki `message.rs`).
 
 | step | sender | message | what happens next | on error |
 | --- | --- | --- | --- | --- |
-| 1 | parent | `{"type": "proceed"}` | sent once the child's host pid is in the container's cgroup; the child then unshares/joins namespaces (cgroup ns last) | child: reads EOF (parent died) and exits 1 |
-| 1a | child (init) | `{"type": "hooks"}` | only when config.json has prestart/createRuntime/createContainer hooks: sent once namespaces and mounts exist, before pivot_root; the parent runs prestart and createRuntime (state `creating`, host pid) and answers `proceed`; the child then runs createContainer itself (in the container's namespaces) and pivots | a failing hook: parent kills the child and undoes everything |
-| 2 | child (init) | `{"type": "ready"}` | rootfs, devices, hostname, sysctls, masked/readonly paths, user, caps done; the parent applies `linux.resources`, writes state.json and the pid file, and exits (`create`) or opens the exec fifo (`run`) | — |
-| 3 | child (init) | — | blocks opening the exec fifo for writing until `start` opens it for reading, writes `0`, installs seccomp, execve()s | — |
+| 0 | — | — | right after fork the child already works: it unshares every namespace but cgroup, mounts, makes devices, and (unless a cgroup mount or a create hook needs the join first) pivots and masks paths; the parent meanwhile makes the cgroup and moves the child's host pid into it | — |
+| 1 | parent | `{"type": "proceed"}` | the child is in the container's cgroup: the child unshares its cgroup namespace, mounts cgroupfs, finishes; an exec child waits for it only right before execve | child: reads EOF (parent died) and exits 1 |
+| 1a | child (init) | `{"type": "hooks"}` | only with prestart/createRuntime/createContainer hooks (then the join comes first): sent before pivot_root; the parent runs prestart and createRuntime (state `creating`, host pid) and answers `proceed`; the child runs createContainer itself (in the container's namespaces) and pivots | a failing hook: the parent kills the child and undoes everything |
+| 2 | child (init) | `{"type": "ready"}` | rootfs, devices, hostname, sysctls, masked/readonly paths, user, caps done; the parent applies `linux.resources` (already done after step 1 when the device nodes existed before the join), writes state.json and the pid file, and exits (`create`) or opens the exec fifo (`run`) | — |
+| 3 | child (init) | — | blocks opening the exec fifo for writing until `start` opens it for reading, writes `0`, runs startContainer hooks, installs seccomp, execve()s | — |
 | 4 | child | EOF | execve succeeded (close-on-exec closed the socket) | — |
-| any | child | `{"type": "error", "msg": "..."}` | the child exits 1 right after; the parent kills and reaps it, undoes everything (cgroup, state dir) and reports `msg` as the one error line | — |
-| 1' | child (exec) | — | `exec` has no `ready`: after `proceed` the child joins every namespace and goes straight to step 4 | as above |
+| any | child | `{"type": "error", "msg": "..."}` | the child exits right after (127/126 for exec failures); the parent kills and reaps it, undoes everything (cgroup, state dir) and reports `msg` as the one error line | — |
+| 1' | child (exec) | — | `exec` has no `ready`: the child joins every namespace, sets up the process, waits for `proceed`, and goes straight to step 4 | as above |
 
 Message types live in `Msg` (strings, not `enum`: the shim avoids enum's
 import cost). The console socket is separate: see `console.py`.
