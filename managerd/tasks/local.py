@@ -314,7 +314,9 @@ class TaskManager:
         if os.path.lexists(task_dir):
             log.warning("removing stale task directory dir=%s", task_dir)
             _bundle.remove(task_dir)
-        os.makedirs(task_dir, mode=0o711)
+        # 0700: the bundle's rootfs (an image's setuid binaries and device nodes) must not
+        # be reachable by host users (moby CVE-2021-41091, containerd CVE-2021-41103)
+        os.makedirs(task_dir, mode=0o700)
         runtime_root = self._runtime_root(ns)
         os.makedirs(runtime_root, mode=0o711, exist_ok=True)
         rt = Runtime(binary, runtime_root, task_dir, timeout=self.config.runtime_timeout)

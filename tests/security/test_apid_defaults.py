@@ -371,3 +371,19 @@ def test_refused_volume_destination_leaves_no_volume(stack, busybox, name):
         after = {v["Name"] for v in c.get("/volumes").json().get("Volumes") or []}
         assert after == before
         assert c.get(f"/containers/{name}/json").status_code == 404
+
+
+def test_host_users_cannot_reach_a_container_rootfs(stack, busybox, name):
+    """The bundle's rootfs (image setuid binaries, device nodes an image ships) must
+    not be reachable by unprivileged host users: some directory managerd creates on
+    the way must deny them search (moby CVE-2021-41091, containerd CVE-2021-41103)."""
+    r = stack.docker("run", "-d", "--name", name, busybox, "sleep", "300")
+    assert r.returncode == 0, r.stderr.decode()
+    cid = r.stdout.decode().strip()
+    state = stack.managerd.state
+    rootfs = next(p for p in state.rglob(cid) if (p / "rootfs" / "bin").is_dir()) / "rootfs"
+    walk, path = [], rootfs
+    while path != state.parent:
+        walk.append((str(path), oct(os.stat(path).st_mode & 0o777)))
+        path = path.parent
+    assert any(not int(mode, 8) & 0o001 for p, mode in walk if p != str(rootfs)), walk
