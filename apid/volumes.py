@@ -91,6 +91,9 @@ class VolumeStore:
             pass
         vol = Volume(name=name, mountpoint=os.path.join(self._dir(name), "_data"),
                      created=time.time(), labels=dict(labels or {}), anonymous=anonymous)
+        # 0700 root: volumes hold image content (setuid binaries, after a copy-up) that
+        # host users must not reach (moby CVE-2021-41091)
+        os.makedirs(self.root, mode=0o700, exist_ok=True)
         os.makedirs(vol.mountpoint, mode=0o755, exist_ok=True)
         tmp = os.path.join(self._dir(name), ".volume.json.tmp")
         with open(tmp, "w") as f:

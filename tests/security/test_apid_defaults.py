@@ -387,3 +387,19 @@ def test_host_users_cannot_reach_a_container_rootfs(stack, busybox, name):
         walk.append((str(path), oct(os.stat(path).st_mode & 0o777)))
         path = path.parent
     assert any(not int(mode, 8) & 0o001 for p, mode in walk if p != str(rootfs)), walk
+
+
+def test_host_users_cannot_reach_volume_data(stack, busybox, name):
+    vol = f"dy-sec-vol-{uuid.uuid4().hex[:8]}"
+    with stack.http() as c:
+        r = c.post("/volumes/create", json={"Name": vol})
+        assert r.status_code == 201, r.text
+        try:
+            data = r.json()["Mountpoint"]
+            walk, path = [], os.path.dirname(data)
+            while path != str(stack.apid.data_root.parent):
+                walk.append((path, oct(os.stat(path).st_mode & 0o777)))
+                path = os.path.dirname(path)
+            assert any(not int(mode, 8) & 0o001 for _, mode in walk), walk
+        finally:
+            c.delete(f"/volumes/{vol}")
