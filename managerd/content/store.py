@@ -81,6 +81,9 @@ class ContentStore:
         self.root = os.fspath(root)
         self.blobs = os.path.join(self.root, "blobs", "sha256")
         self.ingest_root = os.path.join(self.root, "ingest")
+        # 0700: image content (private images' layers) is for root only (containerd
+        # CVE-2021-41103 made its plugin dirs 0700 too)
+        os.makedirs(self.root, mode=0o700, exist_ok=True)
         os.makedirs(self.blobs, exist_ok=True)
         os.makedirs(self.ingest_root, exist_ok=True)
         for name in os.listdir(self.ingest_root):  # deletions a crash interrupted

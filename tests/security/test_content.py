@@ -103,3 +103,14 @@ def test_racing_writers_of_one_digest_end_with_one_correct_blob(content):
     assert content.read_all(NS, digest) == data
     assert os.stat(content.store.path(digest)).st_mode & 0o777 == 0o444
     assert content.statuses(NS) == [] and content.store.statuses() == []
+
+
+def test_blobs_are_not_reachable_by_host_users(content):
+    """Some directory between the managerd root and a blob denies others search."""
+    info = content.write_blob(NS, "perm", b"private layer")
+    path = os.path.dirname(content.store.path(info.digest))
+    walk = []
+    while path != os.path.dirname(content.store.root):
+        walk.append((path, oct(os.stat(path).st_mode & 0o777)))
+        path = os.path.dirname(path)
+    assert any(not int(mode, 8) & 0o001 for _, mode in walk), walk
