@@ -141,10 +141,13 @@ DOCKYARD_TRACE_DIR=/tmp/t dockyard-shim run ...`, and `strace -f -tt`):
   that row cannot reach runc's with CPython's start-up.
 - Imports: stdlib C modules only, no `json`/`re`/`enum`/`typing`/`ctypes`
   package (the C cores `_json` and `_ctypes` are used directly), verb code
-  imported on demand; child-only modules load in the forked child.
-- The kernel's share is the same for both: the first cgroup.procs write
-  waits for an RCU grace period (8-25 ms on this loaded box; runc pays it
-  too, on the same write). The shim overlaps it: the init unshares, mounts,
+  imported on demand; what only the forked child runs is imported just
+  before fork (importing in the fresh child measured 10-15 % slower).
+- The kernel: a cgroup.procs write after a quiet spell waits for an RCU
+  grace period (cgroup_threadgroup_rwsem; 8-25 ms on this loaded box, runc
+  pays it on the same write). The shim keeps that lock warm with no-op
+  self-migrations from a thread while it starts (shim/_warm.py, joined
+  before every fork), and overlaps the rest: the init unshares, mounts,
   makes devices, pivots and masks paths while the parent creates and joins
   the cgroup and applies linux.resources; an exec child does its whole
   setup meanwhile and waits only before execve.
