@@ -165,6 +165,9 @@ class DB:
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = os.fspath(path)
         os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+        # 0600 (SQLite gives its -wal/-shm files the same mode): container specs hold
+        # env values, often secrets, and the root dir above is only 0711
+        os.close(os.open(self.path, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600))
         self._local = threading.local()
         self._write_lock = threading.RLock()
         self._all: list[sqlite3.Connection] = []

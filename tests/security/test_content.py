@@ -114,3 +114,11 @@ def test_blobs_are_not_reachable_by_host_users(content):
         walk.append((path, oct(os.stat(path).st_mode & 0o777)))
         path = os.path.dirname(path)
     assert any(not int(mode, 8) & 0o001 for _, mode in walk), walk
+
+
+def test_metadata_db_is_private(content):
+    """Container specs (env secrets) live in the metadata DB: root only, WAL files too."""
+    db = content.db.path
+    for path in (db, db + "-wal", db + "-shm"):
+        if os.path.exists(path):
+            assert os.stat(path).st_mode & 0o077 == 0, (path, oct(os.stat(path).st_mode))
