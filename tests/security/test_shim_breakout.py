@@ -439,3 +439,22 @@ def test_docker_profile_argument_filters_hold(shim, tmp_path_factory):
     assert got == {"clone-plain": "ok", "clone-newuser": "1", "clone-newns-highbits": "1",
                    "unshare-user": "1", "socket-vsock": "1", "socket-unix": "0",
                    "personality-query": "0", "personality-rie": "1"}, got
+
+
+def test_cgroup_release_agent_and_uevent_helper_are_out_of_reach(shim):
+    """The classic escapes through the kernel's usermode helpers: a cgroup v1
+    release_agent (CVE-2022-0492) and /sys/kernel/uevent_helper. /sys and
+    /sys/fs/cgroup are read-only and mounting a fresh hierarchy needs CAP_SYS_ADMIN.
+    (`: >` writes nothing: harmless even if it were allowed.)"""
+    cfg = sh("for f in /sys/fs/cgroup/*/release_agent /sys/kernel/uevent_helper"
+             " /sys/fs/cgroup/*/notify_on_release; do"
+             "   [ -e $f ] || continue; (: > $f) 2>/dev/null && echo WRITABLE $f; done;"
+             " for d in /sys/fs/cgroup/*/; do mkdir $d/dy-sec 2>/dev/null && echo MKDIR $d; done;"
+             " mkdir -p /tmp/cg && mount -t cgroup -o memory cgroup /tmp/cg 2>/dev/null"
+             " && echo MOUNTED; echo checked $(ls -d /sys/fs/cgroup/*/ | wc -l)"
+             " $(ls /sys/kernel/uevent_helper 2>/dev/null | wc -l)")
+    res, _ = run_in(shim, cfg)
+    assert res.returncode == 0, res.stderr
+    words = res.stdout.split()
+    assert words[0] == "checked" and len(words) == 3, res.stdout
+    assert int(words[1]) >= 3, "the container sees no cgroup hierarchies: nothing was tried"
