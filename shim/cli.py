@@ -238,6 +238,8 @@ def _main(argv: list[str]) -> int:
             from dockyard.shim import trace
             return trace.run_verb(traceparent, command, pos[0] if pos else "",
                                   lambda: _VERBS[command](root, opts, pos, log))
+        if log.debug_enabled:
+            log.debug(f"{command} {' '.join(pos)} (root {root})")
         return _VERBS[command](root, opts, pos, log)
     except UsageError as err:
         log.error(str(err))
