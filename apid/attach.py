@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import logging
 
-from dockyard.apid.container import Container
 from dockyard.apid.hijack import RawStream
 from dockyard.apid.manager import AttachSession
 from dockyard.apid.streams import frame
@@ -112,6 +111,3 @@ async def pump(raw: RawStream, session: AttachSession, *, tty: bool, stdin: bool
             await raw.close()
     return detached.is_set()
 
-
-def attach_closed_for(c: Container) -> bool:
-    return c.state.status in ("exited", "dead", "removing")

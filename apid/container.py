@@ -40,14 +40,13 @@ def now_rfc3339() -> str:
 
 
 def parse_time(text: str) -> float:
-    """RFC3339(Nano) -> unix seconds (0 for Go's zero time)."""
+    """RFC3339(Nano) in UTC -> unix seconds (0 for Go's zero time)."""
     if not text or text.startswith("0001-01-01"):
         return 0.0
     main, _, frac = text.rstrip("Z").partition(".")
-    tz = 0.0
     base = datetime.strptime(main[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC).timestamp()
     digits = "".join(ch for ch in frac if ch.isdigit())
-    return base + (int(digits) / 10 ** len(digits) if digits else 0.0) + tz
+    return base + (int(digits) / 10 ** len(digits) if digits else 0.0)
 
 
 @dataclass
