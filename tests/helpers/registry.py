@@ -316,7 +316,10 @@ def start_registry(workdir: str | os.PathLike, mode: str = "anonymous",
         f"http:\n  addr: 127.0.0.1:{port}\n" + auth_cfg)
     log = root / "registry.log"
     with open(log, "wb") as logf:
-        proc = subprocess.Popen([REGISTRY_BIN, "serve", str(root / "config.yml")],
+        # setpriv --pdeathsig: the registry dies with the test process even when
+        # that one crashes before its teardown
+        wrapper = ["setpriv", "--pdeathsig", "KILL"] if shutil.which("setpriv") else []
+        proc = subprocess.Popen([*wrapper, REGISTRY_BIN, "serve", str(root / "config.yml")],
                                 stdout=logf, stderr=subprocess.STDOUT, start_new_session=True)
     reg = Registry(f"127.0.0.1:{port}", root, mode, proc,
                    None if mode == "anonymous" else (username, password), token_server, log)
