@@ -514,6 +514,9 @@ class Daemon:
             await self._open_pending_attaches(c)
             pid = await self.manager.start_task(c.id)
         except errdefs.EngineError as err:
+            for created, _ in rt.pending_attach:  # waiting attaches find no task and end
+                created.set()
+            rt.pending_attach = []
             message = str(err)
             c.state.error = message
             c.state.exit_code = _start_error_code(message)

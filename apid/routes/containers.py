@@ -330,7 +330,7 @@ async def attach(request: Request, ref: str, stream: str | None = None,
         if gate is not None:
             created, ready = gate
             await _wait_created(daemon, c.id, created)
-            if c.id not in daemon.containers or c.state.status in ("exited", "removing"):
+            if c.id not in daemon.containers:
                 ready.set()
                 return Response()
         try:
@@ -353,13 +353,11 @@ async def attach(request: Request, ref: str, stream: str | None = None,
 
 
 async def _wait_created(daemon: Daemon, container_id: str, created: asyncio.Event) -> None:
-    """Until start created the task, or the container went away (start failed, removed)."""
-    while not created.is_set():
-        c = daemon.containers.get(container_id)
-        if c is None or c.state.error and c.state.status != "running":
-            return
+    """Until start created the task (a failed start fires the gate too) or the container
+    is removed."""
+    while not created.is_set() and container_id in daemon.containers:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(created.wait(), 0.2)
+            await asyncio.wait_for(created.wait(), 0.5)
 
 
 @router.post("/containers/{ref}/resize")

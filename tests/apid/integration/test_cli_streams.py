@@ -155,3 +155,14 @@ def test_old_cli_run(stack, busybox, cli):
     r = subprocess.run([cli, "run", "--rm", busybox, "echo", "from-20.10"], env=stack.env,
                        capture_output=True, timeout=60)
     assert r.returncode == 0 and r.stdout == b"from-20.10\n", r.stderr
+
+
+def test_start_attach_again_and_again(stack, busybox, name):
+    assert stack.docker("create", "--name", name, busybox, "sh", "-c",
+                        "echo round; exit 6").returncode == 0
+    for _ in range(2):  # the second start attaches to an exited container
+        r = stack.docker("start", "-a", name)
+        assert (r.returncode, r.stdout) == (6, b"round\n"), r.stderr
+    r = stack.docker("start", "-ai", name, input=b"")
+    assert r.stdout == b"round\n"
+    stack.docker("rm", name)
