@@ -113,9 +113,9 @@ def stack(tmp_path_factory, registry, shim_bin):  # noqa: F811
     images.push(registry, "busybox", "latest", img)
     # DOCKYARD_TEST_RUNTIME=runc runs the same tests on runc (a reference for the shim)
     runtime = os.environ.get("DOCKYARD_TEST_RUNTIME") or shim_bin
-    managerd = ManagerdProcess(base / "managerd", ["--runtime", runtime,
-                                                   "--log-root", str(base / "data" /
-                                                                     "containers")]).start()
+    managerd = ManagerdProcess(base / "managerd", [
+        "--runtime", runtime, "--log-root", str(base / "data" / "containers"),
+        "--trace-dir", str(base / "exec" / "trace")]).start()  # spans where apid serves them
     apid = ApidProcess(base, managerd.address)
     try:
         apid.start()

@@ -55,6 +55,14 @@ def test_trace_spans_cover_grpc_calls(stack, busybox):
     spans = json.loads(curl(stack, f"http://d/v1/traces/{trace_id}").stdout)
     root = [s for s in spans if s["name"] == "POST /containers/create"]
     assert root and root[0]["parent_id"] == "b7ad6b7169203331"
-    grpc_spans = [s for s in spans if s["name"].startswith("grpc ")]
+    grpc_spans = [s for s in spans if s["name"].startswith("grpc ") and s["service"] == "apid"]
     assert grpc_spans and all(s["parent_id"] == root[0]["span_id"] for s in grpc_spans)
-    curl(stack, "-X", "DELETE", f"http://d/v1/containers/{cid}")
+    # a traced start reaches managerd and the runtime: their spans land in the same file
+    r = curl(stack, "-X", "POST", "-H", f"traceparent: 00-{trace_id}-b7ad6b7169203331-01",
+             f"http://d/v1/containers/{cid}/start")
+    spans = json.loads(curl(stack, f"http://d/v1/traces/{trace_id}").stdout)
+    services = {s["service"] for s in spans}
+    assert "apid" in services and "managerd" in services, services
+    ids = {s["span_id"] for s in spans}
+    assert all(s["parent_id"] in ids or s["parent_id"] == "b7ad6b7169203331" for s in spans)
+    curl(stack, "-X", "DELETE", f"http://d/v1/containers/{cid}?force=1")
