@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import shutil
@@ -27,6 +26,7 @@ from dockyard.apid.container import (
     Container,
     ExecRecord,
     State,
+    rfc3339,
 )
 from dockyard.apid.events import EventBus
 from dockyard.apid.manager import ContainerInfo, ExitStatus, ImageInfo, Manager, ProcessIO
@@ -966,7 +966,7 @@ class Daemon:
             code, output = await self._probe(c, argv, timeout)
             end = time.time()
             health = c.state.health or {"Status": "starting", "FailingStreak": 0, "Log": []}
-            entry = {"Start": _rfc(begin), "End": _rfc(end), "ExitCode": code,
+            entry = {"Start": rfc3339(begin), "End": rfc3339(end), "ExitCode": code,
                      "Output": output[:4096]}
             health["Log"] = (health.get("Log") or [])[-4:] + [entry]
             old = health["Status"]
@@ -1155,12 +1155,3 @@ class Daemon:
                 procs.append(fields)
         return {"Titles": titles, "Processes": procs}
 
-
-def _rfc(ts: float) -> str:
-    from dockyard.apid.container import rfc3339
-
-    return rfc3339(ts)
-
-
-def json_dumps(obj: Any) -> bytes:
-    return json.dumps(obj, separators=(",", ":")).encode()
