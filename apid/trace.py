@@ -22,9 +22,10 @@ to a file opened with O_APPEND (so concurrent writers never interleave):
      "duration": 1234567,         nanoseconds
      "attrs": {"http.status": 201, ...}}   free-form string/number attributes
 
-managerd finds the file from its own config (it is told the trace directory
-with `--trace-dir`, or uses /run/dockyard/trace) and the shim receives the
-context in the environment variable `TRACEPARENT` (the same W3C string).
+managerd finds the directory from its own config (`--trace-dir`, default
+/run/dockyard/trace = apid's default exec-root) and hands the runtime the
+context in the environment: `TRACEPARENT` (the same W3C string, naming
+managerd's span) and `DOCKYARD_TRACE_DIR`.
 `GET /v1/traces/{trace_id}` returns every span of the file sorted by start.
 
 Owns the span recording and the ASGI middleware; must not block the event loop
