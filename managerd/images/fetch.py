@@ -98,6 +98,7 @@ class Tap:
 class _Job:
     future: Future
     waiters: int = 1
+    ns: str = ""
     cancel: threading.Event = field(default_factory=threading.Event)
 
 
@@ -121,14 +122,16 @@ class Fetcher:
 
         The tap is fed only when this call starts the download.
         """
-        key = (ns, desc.digest)
+        key = desc.digest  # blob files are shared by every namespace: fetch once
         with self._lock:
             job = self._jobs.get(key)
             if job is not None and not job.future.done():
                 job.waiters += 1
-                return job.future, job, False
+                if job.ns == ns:
+                    return job.future, job, False
+                return self._record_after(job, ns, desc, lease), job, False
             fut: Future = Future()
-            job = _Job(fut)
+            job = _Job(fut, ns=ns)
             self._jobs[key] = job
 
         def run() -> None:
@@ -149,6 +152,30 @@ class Fetcher:
 
         self._pool.submit(run)
         return fut, job, True
+
+    def _record_after(self, job: _Job, ns: str, desc: Descriptor, lease: str | None) -> Future:
+        """A future for a download another namespace started: done once the blob is
+        also recorded in ns (opening a writer for a present digest records it)."""
+        out: Future = Future()
+
+        def done(f: Future) -> None:
+            err = f.exception()
+            if err is not None:
+                out.set_exception(err)
+                return
+            try:
+                w = self.content.writer(ns, f"fetch-{desc.digest}", desc.digest, desc.size,
+                                        lease)
+            except AlreadyExists:
+                out.set_result(desc.digest)
+            except BaseException as exc:  # noqa: BLE001 (handed to the waiter)
+                out.set_exception(exc)
+            else:
+                w.close()
+                out.set_exception(Unavailable(f"fetch blob {desc.digest}: gone from the "
+                                              "store right after its download"))
+        job.future.add_done_callback(done)
+        return out
 
     def release(self, job: _Job) -> None:
         """A pull no longer wants the download; the last one out cancels it."""

@@ -297,6 +297,33 @@ def test_concurrent_pulls_fetch_once(svc, registry):
     assert len(svc.images.list(NS)) == 2
 
 
+def test_concurrent_pulls_in_two_namespaces_fetch_once(svc, registry):
+    img = im.busybox_image([im.tar_layer([im.file("big", os.urandom(1_500_000))])])
+    name = repo()
+    im.push(registry, name, "latest", img)
+    proxy = Proxy(registry.url, delay=0.01)
+    errors = []
+
+    def run(ns):
+        try:
+            pullmod.pull(svc, ns, f"{proxy.host}/{name}")
+        except Exception as err:  # noqa: BLE001
+            errors.append(err)
+    try:
+        threads = [threading.Thread(target=run, args=(ns,)) for ns in ("ns-a", "ns-b")]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+    finally:
+        proxy.close()
+    assert not errors
+    assert len(proxy.blob_gets(img.layers[1].digest)) == 1
+    for ns in ("ns-a", "ns-b"):
+        assert svc.content_exists(ns, img.layers[1].digest)
+        assert svc.inspect(ns, f"{proxy.host}/{name}")["Id"] == img.id
+
+
 KILL_CHILD = r"""
 import sys
 sys.path.insert(0, {tests!r})
