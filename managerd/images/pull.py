@@ -214,7 +214,8 @@ def pull(svc, ns: str, text: str, *, platform: str = "", credentials: Credential
             progress(Progress(sid, DONE))
         for fut in futures.values():
             fut.result()
-        name = str(ref) if ref.tag or not ref.digest else str(ref)
+        # pinned by digest, Docker keeps the tag only for display: the name is repo@digest
+        name = str(ref.with_digest(ref.digest)) if ref.digest else str(ref)
         up_to_date = svc.set_image(ns, name, target)
         ok = True
         return PullResult(name, target, man_desc, image.config, up_to_date, chains)

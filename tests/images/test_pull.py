@@ -66,6 +66,8 @@ def test_pull_busybox(svc, registry):
     # by digest
     res3 = pullmod.pull(svc, NS, f"{registry.host}/busybox@{img.digest}")
     assert res3.name == f"{registry.host}/busybox@{img.digest}"
+    res4 = pullmod.pull(svc, NS, f"{registry.host}/busybox:whatever@{img.digest}")
+    assert res4.name == f"{registry.host}/busybox@{img.digest}" and res4.up_to_date
 
 
 @pytest.mark.parametrize("mode", ["basic", "token"])
