@@ -45,6 +45,22 @@ COPY_CHUNK = 1 << 20
 _MAX_LINKS = 40  # symlink hops while resolving one path (Linux's MAXSYMLINKS)
 
 
+def _read_umask() -> int:
+    """This process's umask, read without changing it (os.umask would race threads)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o777  # unknown: never trust the create mode, always chmod
+
+
+_UMASK = _read_umask()
+_EUID, _EGID = os.geteuid(), os.getegid()
+
+
 class LayerError(InvalidArgument):
     """A layer that cannot be applied: unsafe entry, bad data, digest mismatch."""
 
@@ -206,6 +222,9 @@ class _Applier:
     # new entry in such a dir needs no lstat to find what it replaces
     fresh: set[str] = field(default_factory=set)
     made: set[str] = field(default_factory=set)
+    # fresh dirs without setgid or xattrs (no default ACL): a root-created file in
+    # them gets owner 0:0 and its create mode, so fchown/fchmod can be skipped
+    plain: set[str] = field(default_factory=set)
     dir_times: list[tuple[str, int]] = field(default_factory=list)
     implicit: set[str] = field(default_factory=set)
     standalone: bool = False  # applying ahead of the lowers (into a staging dir)
@@ -279,7 +298,8 @@ class _Applier:
         self.fresh.add(path)
         self.made.add(path)
         self.implicit.add("/".join(rel))
-        _inherit(path, rel, self.parents)
+        if not _inherit(path, rel, self.parents):
+            self.plain.add(path)
 
     def forget(self, rel: str) -> None:
         """Drop cached dir resolutions at or under rel (a dir or symlink being replaced)."""
@@ -352,13 +372,19 @@ class _Applier:
             self.dirs[rel] = path
             self.written.add(rel)
             self.implicit.discard(rel)
+            if path in self.fresh and not ti.mode & stat.S_ISGID and not ti.pax_headers:
+                self.plain.add(path)
+            else:
+                self.plain.discard(path)
             return
         if parent not in self.fresh or path in self.made:
             self.remove(path, rel)
         self.made.add(path)
         if ti.isreg():
+            mode = ti.mode & 0o7777
+            plain = parent in self.plain
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                         0o600)
+                         mode & 0o777 if plain else 0o600)
             try:
                 if ti.size:
                     # the data follows the header in the stream: read it directly
@@ -373,8 +399,13 @@ class _Applier:
                         os.write(fd, chunk)
                         left -= len(chunk)
                     self.size += ti.size
-                os.fchown(fd, ti.uid, ti.gid)
-                os.fchmod(fd, ti.mode & 0o7777)
+                # each inode update is a journal transaction: skip the ones that
+                # would change nothing (most files of most layers)
+                if not (plain and ti.uid == _EUID and ti.gid == _EGID):
+                    os.fchown(fd, ti.uid, ti.gid)
+                if not (plain and ti.uid == _EUID and ti.gid == _EGID
+                        and mode == mode & 0o777 & ~_UMASK):
+                    os.fchmod(fd, mode)
                 self.xattrs(path, ti, fd)
                 os.utime(fd, ns=(ti.mtime * 10**9,) * 2)
             finally:
@@ -520,6 +551,9 @@ def apply_layer(src: _Readable, root: str | os.PathLike, *, compression: str = "
     applier = _Applier(os.fspath(root), overlay, list(parents), layer, standalone=standalone)
     if empty_root:
         applier.fresh.add(applier.root)
+        st = os.stat(applier.root)
+        if not st.st_mode & stat.S_ISGID and not os.listxattr(applier.root):
+            applier.plain.add(applier.root)
     try:
         # "r:" on a forward-only stream: tarfile reads headers straight from it
         # (its "r|" stream wrapper re-copies its buffer on every header read)
@@ -540,7 +574,8 @@ def apply_layer(src: _Readable, root: str | os.PathLike, *, compression: str = "
     return ApplyResult(reader.digest(), reader.size, applier.size, sorted(applier.implicit))
 
 
-def _inherit(path: str, rel: list[str], parents: Iterable[str]) -> None:
+def _inherit(path: str, rel: list[str], parents: Iterable[str]) -> bool:
+    """Copy a lower layer's attributes of the same dir; True if one had it."""
     for lower in parents:
         try:
             st = os.lstat(os.path.join(lower, *rel))
@@ -550,7 +585,9 @@ def _inherit(path: str, rel: list[str], parents: Iterable[str]) -> None:
             os.chown(path, st.st_uid, st.st_gid)
             os.chmod(path, stat.S_IMODE(st.st_mode))
             os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
-        return
+            return True
+        return False
+    return False
 
 
 def inherit_dir_attrs(root: str, rels: Iterable[str], parents: Iterable[str]) -> None:

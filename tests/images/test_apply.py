@@ -156,3 +156,20 @@ def test_empty_root_mode_handles_duplicates_and_replacements(tmp_path):
     assert (tmp_path / "a/f").read_text() == "two"
     assert (tmp_path / "a/s").read_text() == "file now"
     assert stat.S_IMODE(os.lstat(tmp_path / "a").st_mode) == 0o700
+
+
+def test_owner_and_mode_exact_in_fresh_dirs(tmp_path):
+    """Skipped fchown/fchmod must never change the outcome: setgid dirs, odd modes."""
+    tar = im.tar_layer([
+        im.dir("sg", mode=0o2775, gid=50), im.file("sg/f", "x", mode=0o644),
+        im.dir("p"), im.file("p/a", "a", mode=0o644), im.file("p/b", "b", mode=0o664),
+        im.file("p/c", "c", mode=0o4755), im.file("p/d", "d", mode=0o600, uid=3, gid=4),
+        im.file("top", "t", mode=0o640)])
+    apply_layer(io.BytesIO(tar), tmp_path, layer="sha256:test", empty_root=True, overlay=True)
+    want = {"sg/f": (0o644, 0, 0), "p/a": (0o644, 0, 0), "p/b": (0o664, 0, 0),
+            "p/c": (0o4755, 0, 0), "p/d": (0o600, 3, 4), "top": (0o640, 0, 0)}
+    for rel, (mode, uid, gid) in want.items():
+        st = os.lstat(tmp_path / rel)
+        assert (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid) == (mode, uid, gid), rel
+    st = os.lstat(tmp_path / "sg")
+    assert (stat.S_IMODE(st.st_mode), st.st_gid) == (0o2775, 50)
