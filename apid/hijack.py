@@ -42,9 +42,11 @@ HIJACK_KEY = "dockyard.hijack"
 class RawStream:
     """The hijacked socket: read() stdin bytes (b"" at EOF), write() output, close()."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                 ssl_protocol: Any = None) -> None:
         self.reader = reader
         self.writer = writer
+        self._ssl_protocol = ssl_protocol
 
     async def read(self, n: int = 65536) -> bytes:
         try:
@@ -67,6 +69,8 @@ class RawStream:
         return self.writer.is_closing()
 
     async def close(self) -> None:
+        if self._ssl_protocol is not None:
+            self._ssl_protocol._dockyard_closing = True
         if not self.writer.is_closing():
             self.writer.close()
         try:
@@ -134,7 +138,29 @@ class HijackProtocol(H11Protocol):
             transport.resume_reading()
         except (RuntimeError, AttributeError):
             pass
-        return RawStream(reader, writer)
+        return RawStream(reader, writer, _allow_tls_half_close(transport))
+
+
+def _allow_tls_half_close(transport: Any) -> Any:
+    """Keep a TLS connection writable after the client's close_notify.
+
+    The docker CLI half-closes a hijacked TLS connection (Go's tls.Conn.CloseWrite
+    sends close_notify) and keeps reading output. asyncio's SSL protocol answers
+    close_notify by shutting the whole connection down; defer that until we close
+    the stream ourselves (OpenSSL may still write after receiving close_notify).
+    Uses asyncio's private `_ssl_protocol._start_shutdown`; a no-op without TLS.
+    """
+    ssl_protocol = getattr(transport, "_ssl_protocol", None)
+    real = getattr(ssl_protocol, "_start_shutdown", None)
+    if ssl_protocol is None or real is None:
+        return None
+
+    def start_shutdown() -> None:
+        if getattr(ssl_protocol, "_dockyard_closing", False):
+            real()
+
+    ssl_protocol._start_shutdown = start_shutdown
+    return ssl_protocol
 
 
 async def hijack(scope: dict, headers: list[tuple[bytes, bytes]] | None = None,

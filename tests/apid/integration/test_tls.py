@@ -53,6 +53,15 @@ def test_tls_listener_requires_client_certs(stack, certs, tmp_path):
             time.sleep(0.2)
         assert r.returncode == 0, r.stderr.decode() + (tmp_path / "apid-tls.log").read_text()
         assert r.stdout.decode().strip() == "1.51"
+        # the hijacked attach stream works over TLS too
+        from helpers import images
+        from seed import seed_image
+
+        seed_image(stack.managerd.address, "dy-tls", "dockyard.test/busybox:latest",
+                   images.busybox_image(cmd=["sh"]))
+        run = args[:-3] + ["run", "--rm", "dockyard.test/busybox:latest", "echo", "tls-hi"]
+        r = subprocess.run(run, env=env, capture_output=True, timeout=60)
+        assert (r.returncode, r.stdout) == (0, b"tls-hi\n"), r.stderr
         no_cert = subprocess.run(["curl", "-sS", "--cacert", str(certs / "ca.pem"),
                                   f"https://127.0.0.1:{port}/_ping"], capture_output=True,
                                  timeout=20)
