@@ -13,6 +13,13 @@ if [ -n "${DOCKYARD_FORCE_SYSTEMD:-}" ] || { [ -d /run/systemd/system ] \
   exit 0
 fi
 
+alive() {  # alive PID: running and not a zombie (an unreaped orphan is done)
+  local stat
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+  stat=${stat##*) }
+  [ "${stat%% *}" != Z ]
+}
+
 stop() {  # stop NAME: SIGTERM, wait up to 15 s, then SIGKILL
   local pidfile=$RUN/$1.pid pid
   if [ ! -f "$pidfile" ]; then echo "$1: not running (no $pidfile)"; return 0; fi
@@ -22,7 +29,7 @@ stop() {  # stop NAME: SIGTERM, wait up to 15 s, then SIGKILL
   fi
   kill -TERM "$pid"
   for _ in $(seq 1 150); do
-    [ -d "/proc/$pid" ] || { rm -f "$pidfile"; echo "stopped $1 (pid $pid)"; return 0; }
+    alive "$pid" || { rm -f "$pidfile"; echo "stopped $1 (pid $pid)"; return 0; }
     sleep 0.1
   done
   echo "$1 (pid $pid) ignored SIGTERM for 15 s; killing it" >&2

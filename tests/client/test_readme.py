@@ -22,7 +22,13 @@ pytestmark = [pytest.mark.privileged, pytest.mark.slow, pytest.mark.timeout(900)
 
 
 def _alive(pid: int) -> bool:
-    return Path(f"/proc/{pid}").exists()
+    """Running, not a zombie: a daemon that setup.sh put in the background is reparented,
+    and whoever inherits it (pid 1 here, or a subreaper test process) may not reap it."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 @pytest.fixture
