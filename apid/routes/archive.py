@@ -78,6 +78,10 @@ async def archive_put(request: Request, ref: str, path: str | None = None,
     return Response(status_code=200)
 
 
+# OpenAPI: a tar stream is the body
+router.routes[-1].openapi_extra = {"requestBody": {"content": {"application/x-tar": {"schema": {"type": "string", "format": "binary"}}}}}
+
+
 @router.get("/containers/{ref}/changes")
 async def container_changes(ref: str, *, daemon: DaemonDep) -> list[dict] | None:
     c = daemon.get(ref)

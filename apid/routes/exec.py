@@ -92,6 +92,11 @@ async def exec_start(request: Request, exec_id: str, *, daemon: DaemonDep) -> Re
     return Response()
 
 
+# OpenAPI: the body this route reads itself
+router.routes[-1].openapi_extra = {"requestBody": {"content": {"application/json": {
+    "schema": ExecStart.model_json_schema()}}}}
+
+
 @router.post("/exec/{exec_id}/resize")
 async def exec_resize(exec_id: str, h: int = 0, w: int = 0, *, daemon: DaemonDep) -> Response:
     rec = daemon.get_exec(exec_id)

@@ -144,6 +144,10 @@ async def load(request: Request, quiet: str | None = None, *, daemon: DaemonDep)
     return await _stream(daemon.manager.load(request.stream()))
 
 
+# OpenAPI: a `docker save` tar is the body
+router.routes[-1].openapi_extra = {"requestBody": {"content": {"application/x-tar": {"schema": {"type": "string", "format": "binary"}}}}}
+
+
 @router.post("/images/prune")
 async def prune(filters: str | None = None, *, daemon: DaemonDep) -> dict:
     flt = parse_filters(filters, {"dangling", "until", "label", "label!"})
@@ -280,3 +284,9 @@ async def commit(request: Request, container: str = "", repo: str | None = None,
                                            changes or [], config)
     daemon.emit(c, "commit", comment=comment or "")
     return JSONResponse({"Id": image_id}, status_code=201)
+
+
+# OpenAPI: an optional container Config is the body
+router.routes[-1].openapi_extra = {"requestBody": {"required": False, "content": {
+    "application/json": {"schema": {"type": "object", "description": "container Config "
+                                    "fields (Cmd, Env, Labels, ...) for the new image"}}}}}

@@ -326,3 +326,17 @@ def test_restore_waits_for_managerd(env):
         return fresh.get("later").name
 
     assert asyncio.run(scenario()) == "/later" and calls["n"] == 3
+
+
+def test_openapi_documents_every_route_and_raw_bodies(env):
+    client, _, _ = env
+    doc = client.get("/openapi.json").json()
+    paths = doc["paths"]
+    for path, method in (("/containers/create", "post"), ("/exec/{exec_id}/start", "post"),
+                         ("/containers/{ref}/archive", "put"), ("/images/load", "post"),
+                         ("/commit", "post")):
+        assert "requestBody" in paths[path][method], path
+    app = client.app.fastapi
+    routed = {r.path for r in app.routes if getattr(r, "include_in_schema", False)}
+    assert routed <= set(paths)
+    assert doc["info"]["version"] == "1.51"
