@@ -5,13 +5,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# tini: tini-static is apid's docker-init (`docker run --init`); procps: ps for `docker top`;
+# util-linux: unshare/nsenter for apid's per-container network namespaces
 pkgs=(busybox-static iproute2 iptables kmod e2fsprogs python3-venv ca-certificates curl
-      tini)  # tini: tini-static is apid's docker-init for `docker run --init`
+      tini procps util-linux)
 if [ "${1:-}" = "--test" ]; then
   # reference peers and test infrastructure: a real registry, the docker CLI,
   # runc for side-by-side checks, docker-compose to validate the dev stack
   pkgs+=(docker-registry docker.io runc crun skopeo containerd apache2-utils
-         docker-compose tmux procps)
+         docker-compose tmux openssl)
 fi
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
