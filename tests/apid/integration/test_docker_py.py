@@ -163,11 +163,13 @@ def test_always_restarts_after_apid_restart(stack, client, busybox, name):
 
 
 def test_logs_since_until_and_stats_stream(client, busybox, name):
-    c = client.containers.run(busybox, ["sh", "-c", "echo early; sleep 1.5; echo late; sleep 30"],
+    c = client.containers.run(busybox, ["sh", "-c", "echo early; sleep 3; echo late; sleep 30"],
                               name=name, detach=True)
-    time.sleep(0.8)
-    middle = time.time()
     time.sleep(1.5)
+    middle = time.time()  # ~1.5 s after "early", ~1.5 s before "late"
+    deadline = time.time() + 10
+    while b"late" not in c.logs() and time.time() < deadline:
+        time.sleep(0.2)
     assert c.logs(until=middle) == b"early\n"
     assert c.logs(since=middle) == b"late\n"
     assert c.logs(tail=1, timestamps=True).decode().split(" ", 1)[1] == "late\n"
