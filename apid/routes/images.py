@@ -99,6 +99,12 @@ async def list_images(all: str | None = None, filters: str | None = None,
             continue
         if dangling is not None and bool(img["RepoTags"]) == dangling:
             continue
+        if flt.get("until"):
+            from dockyard.apid.routes.system import _when
+
+            limit = _when(flt["until"][0])
+            if limit is not None and img["Created"] >= limit:
+                continue
         skip = False
         for key in ("before", "since"):
             for v in flt.get(key, []):

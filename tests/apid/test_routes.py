@@ -340,3 +340,13 @@ def test_openapi_documents_every_route_and_raw_bodies(env):
     routed = {r.path for r in app.routes if getattr(r, "include_in_schema", False)}
     assert routed <= set(paths)
     assert doc["info"]["version"] == "1.51"
+
+
+def test_image_list_filters(env):
+    client, _, _ = env
+    flt = json.dumps({"until": {"1600000000": True}})
+    assert client.get("/images/json", params={"filters": flt}).json() == []
+    flt = json.dumps({"reference": {"busy*": True}})
+    assert len(client.get("/images/json", params={"filters": flt}).json()) == 1
+    flt = json.dumps({"dangling": {"true": True}})
+    assert client.get("/images/json", params={"filters": flt}).json() == []
