@@ -260,6 +260,8 @@ def match_container(c: Container, filters: dict[str, list[str]],
         dests = {m["Destination"] for m in _mounts(c)} | {m["Source"] for m in _mounts(c)}
         if not any(v in dests for v in filters["volume"]):
             return False
+    if "is-task" in filters and any(v.lower() in ("1", "true") for v in filters["is-task"]):
+        return False  # no swarm: no container is a task
     if "expose" in filters or "publish" in filters:
         exposed = set((c.config.get("ExposedPorts") or {}).keys())
         for v in filters.get("expose", []):
