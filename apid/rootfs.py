@@ -118,8 +118,10 @@ async def container_root(manager: Manager, c: Container) -> AsyncIterator[str]:
     try:
         await asyncio.to_thread(_mount_all, mounts, target)
         try:
+            await asyncio.to_thread(_mount_volumes, c, target)
             yield target
         finally:
+            # MNT_DETACH of the top also detaches the volume binds below it
             await asyncio.to_thread(subprocess.run, ["umount", "-l", target],
                                     capture_output=True)
     finally:
@@ -140,6 +142,29 @@ def _mount_all(mounts: list[Mount], target: str) -> None:
         if proc.returncode != 0:
             raise errdefs.FailedPrecondition(
                 f"mount container filesystem on {target}: {proc.stderr.strip()}")
+
+
+def _mount_volumes(c: Container, target: str) -> None:
+    """Volumes and bind mounts of a stopped container over its mounted rootfs, so `docker
+    cp` sees (and writes) the same files the container would (dockerd does the same)."""
+    binds: list[tuple[str, str, bool]] = [
+        (v["Source"], v["Destination"], not v.get("RW", True)) for v in c.volumes]
+    for b in c.host_config.get("Binds") or []:
+        parts = b.split(":")
+        if len(parts) >= 2 and parts[0].startswith("/"):
+            binds.append((parts[0], parts[1], len(parts) > 2 and "ro" in parts[2].split(",")))
+    for m in c.host_config.get("Mounts") or []:
+        if m.get("Type") == "bind" and (m.get("Source") or "").startswith("/"):
+            binds.append((m["Source"], m.get("Target") or "", bool(m.get("ReadOnly"))))
+    for source, dest, ro in sorted(binds, key=lambda b: b[1].count("/")):
+        mountpoint = resolve_in_root(target, dest)
+        if not os.path.exists(mountpoint) or not os.path.exists(source):
+            continue
+        subprocess.run(["mount", "--bind", source, mountpoint], check=False,
+                       capture_output=True)
+        if ro:
+            subprocess.run(["mount", "-o", "remount,bind,ro", mountpoint], check=False,
+                           capture_output=True)
 
 
 def tar_path(root: str, path: str, out: IO[bytes]) -> None:

@@ -161,4 +161,10 @@ def test_named_volumes(stack, busybox, name):
     mounts = json.loads(stack.docker("inspect", name).stdout)[0]["Mounts"]
     assert mounts[0]["Type"] == "volume" and mounts[0]["Name"] == vol
     stack.docker("rm", "-f", name)
+    # docker cp of a stopped container reaches into its volumes too
+    assert stack.docker("create", "--name", name, "-v", f"{vol}:/data", busybox,
+                        "true").returncode == 0
+    r = stack.docker("cp", f"{name}:/data/f", "-")
+    assert r.returncode == 0 and b"kept" in r.stdout, r.stderr
+    stack.docker("rm", name)
     assert stack.docker("volume", "rm", vol, f"{vol}-etc").returncode == 0
