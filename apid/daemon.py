@@ -376,7 +376,7 @@ class Daemon:
         todo = [v for v in c.volumes if v.pop("CopyUp", False)]
         if not todo or not self.config.volume_copy_up:
             return
-        async with rootfs.container_root(self.manager, c) as root:
+        async with rootfs.container_root(self.manager, c, volumes=False) as root:
             for v in todo:
                 src = rootfs.resolve_in_root(root, v["Destination"])
                 if os.path.isdir(src) and not os.listdir(v["Source"]):

@@ -106,8 +106,10 @@ def stat_header(st: dict[str, Any]) -> str:
 
 
 @contextlib.asynccontextmanager
-async def container_root(manager: Manager, c: Container) -> AsyncIterator[str]:
-    """The container's root directory for the duration of the block."""
+async def container_root(manager: Manager, c: Container, volumes: bool = True
+                         ) -> AsyncIterator[str]:
+    """The container's root directory for the duration of the block (with its volumes and
+    binds over it unless `volumes` is False: the image's own content)."""
     if c.state.status in ("running", "paused") and c.state.pid:
         root = f"/proc/{c.state.pid}/root"
         if os.path.isdir(root):
@@ -118,7 +120,8 @@ async def container_root(manager: Manager, c: Container) -> AsyncIterator[str]:
     try:
         await asyncio.to_thread(_mount_all, mounts, target)
         try:
-            await asyncio.to_thread(_mount_volumes, c, target)
+            if volumes:
+                await asyncio.to_thread(_mount_volumes, c, target)
             yield target
         finally:
             # MNT_DETACH of the top also detaches the volume binds below it
@@ -158,8 +161,17 @@ def _mount_volumes(c: Container, target: str) -> None:
             binds.append((m["Source"], m.get("Target") or "", bool(m.get("ReadOnly"))))
     for source, dest, ro in sorted(binds, key=lambda b: b[1].count("/")):
         mountpoint = resolve_in_root(target, dest)
-        if not os.path.exists(mountpoint) or not os.path.exists(source):
+        if not os.path.exists(source):
             continue
+        if not os.path.exists(mountpoint):  # the runtime would create it at start, too
+            try:
+                if os.path.isdir(source):
+                    os.makedirs(mountpoint, mode=0o755, exist_ok=True)
+                else:
+                    os.makedirs(os.path.dirname(mountpoint), mode=0o755, exist_ok=True)
+                    open(mountpoint, "a").close()
+            except OSError:
+                continue
         subprocess.run(["mount", "--bind", source, mountpoint], check=False,
                        capture_output=True)
         if ro:
