@@ -144,6 +144,12 @@ class Managerd:
         t = timed(lambda: [None for _ in self.stub.Pull(pb.PullRequest(reference=ref))])
         self.cpu = proc_cpu(self.proc.pid) - c
         self.stub.Remove(pb.RemoveRequest(name=ref, force=True))
+        # like `docker rmi`, be done deleting before the next contender runs
+        snaps = self.base / "root" / "snapshots" / "overlayfs"
+        blobs = self.base / "root" / "content" / "blobs" / "sha256"
+        deadline = time.monotonic() + 300
+        while (any(snaps.iterdir()) or any(blobs.iterdir())) and time.monotonic() < deadline:
+            time.sleep(0.2)
         return t
 
     def stop(self) -> None:
@@ -290,12 +296,17 @@ def main() -> int:
             manager = Managerd()
             try:
                 for r in range(a.rounds):
+                    # every contender starts with no dirty pages left by the previous one
+                    os.sync()
                     results["dockyard"].append(manager.pull(ref))
                     results["dockyard cpu"].append(manager.cpu)
                     if docker:
+                        os.sync()
                         results["dockerd"].append(docker.pull(ref))
                         results["dockerd cpu"].append(docker.cpu)
+                    os.sync()
                     results["skopeo"].append(run_skopeo(ref))
+                    os.sync()
                     c, tt = run_limit(reg.url, "bench", img, cache)
                     results["curl"].append(c)
                     results["tar"].append(tt)

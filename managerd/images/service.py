@@ -429,16 +429,16 @@ class ImageService:
                     f"force) - container {users[0].id[:12]} is using its referenced image "
                     f"{_short(img.id)}")
         out = []
+        # sync: like `docker rmi`, return once blobs and layer dirs are gone (a
+        # background collection would bill the deletion to whatever runs next)
         for name in victims:
-            self.images.delete(ns, name, sync=False)
+            self.images.delete(ns, name, sync=True)
             if not name.startswith(DANGLING):
                 out.append({"Untagged": _familiar(name)})
         if not [n for n in remaining if not n.startswith(DANGLING)]:
             for name in remaining:
-                self.images.delete(ns, name, sync=False)
+                self.images.delete(ns, name, sync=True)
             out.append({"Deleted": img.id})
-        if self.gc is not None:
-            self.gc.collect()
         return out
 
     def prune(self, ns: str, all_unused: bool = False) -> tuple[list[dict], int]:
@@ -461,14 +461,12 @@ class ImageService:
             reclaimed += self.size(ns, img)
             for name in img.names:
                 try:
-                    self.images.delete(ns, name)
+                    self.images.delete(ns, name, sync=True)
                 except NotFound:
                     continue
                 if not name.startswith(DANGLING):
                     deleted.append({"Untagged": _familiar(name)})
             deleted.append({"Deleted": img.id})
-        if deleted and self.gc is not None:
-            self.gc.collect()
         return deleted, reclaimed
 
 
