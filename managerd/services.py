@@ -91,6 +91,8 @@ class Context:
                 fn()
             except Exception:
                 log.exception("shutdown hook failed hook=%r", fn)
+        # a background collection still running would use the closed database
+        self.gc.close()
         self.db.close()
 
 
