@@ -119,6 +119,43 @@ def _alive(pid: int, start: int) -> bool:
     return info is not None and info[1] == start and info[0] not in ("Z", "X")
 
 
+def _signal_init(pid: int, start: int, signum: int) -> bool:
+    """Send `signum` to the container's init if `pid` still is that process (same
+    start time); False if it is gone.
+
+    The pid is pinned with a pidfd *before* its start time is checked, and the
+    signal goes through that pidfd: a check followed by kill(2) could signal an
+    unrelated process that got the pid in between (the monitor reaps the init at
+    any moment, and pid_max is 32768 on many hosts)."""
+    if pid <= 0:
+        return False
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return False
+    except OSError as err:
+        if err.errno != errno.ENOSYS:  # kernel < 5.3: no pidfd, check then kill
+            raise
+        if not _alive(pid, start):
+            return False
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            return False
+        return True
+    try:
+        if not _alive(pid, start):
+            return False
+        import _signal
+        try:
+            _signal.pidfd_send_signal(fd, signum)
+        except ProcessLookupError:  # exited since the check: nothing left to signal
+            return False
+        return True
+    finally:
+        os.close(fd)
+
+
 def list_ids(root: str) -> list[str]:
     try:
         names = os.listdir(root)
@@ -492,10 +529,8 @@ class Container:
                 except ProcessLookupError:
                     pass
             return
-        try:
-            os.kill(self.pid, signal)
-        except ProcessLookupError:
-            raise FailedPrecondition("container not running") from None
+        if not _signal_init(self.pid, int(self.data.get("start_time") or 0), signal):
+            raise FailedPrecondition("container not running")
 
     def delete(self, force: bool = False) -> None:
         status = self.status()
@@ -517,13 +552,14 @@ class Container:
                 pids = mgr.pids()
             except OSError:
                 pids = []
-        for pid in [self.pid, *pids]:
-            if pid > 0:
+        start = int(self.data.get("start_time") or 0)
+        _signal_init(self.pid, start, _SIGKILL)  # only the init itself, never a reused pid
+        for pid in pids:
+            if pid > 0 and pid != self.pid:
                 try:
                     os.kill(pid, _SIGKILL)
                 except ProcessLookupError:
                     pass
-        start = int(self.data.get("start_time") or 0)
         deadline = time.monotonic() + 10
         delay = 0.0005
         while _alive(self.pid, start) and time.monotonic() < deadline:
