@@ -398,11 +398,25 @@ class Monitor:
             try:
                 pid, st = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
-                return
+                break
             if pid == 0:
-                return
+                break
             code = os.waitstatus_to_exitcode(st)
             self.on_reaped(pid, 128 - code if code < 0 else code, time.time_ns())
+        self.forget_early()
+
+    def forget_early(self) -> None:
+        """Drop exits of unknown pids once no runtime runs: nobody can claim them.
+
+        A process whose pid we learn later from a runtime's pid file is that
+        runtime's child; we can reap it only once the runtime died, and the kernel
+        makes the runtime a zombie in the same step (so the same waitpid batch
+        reaps both and on_runtime_done claims the exit). An entry left over after
+        that was never ours to report: kept, it would be taken for the exit of a
+        later exec that gets the same pid (pid_max is 32768 on many hosts), which
+        would be reported exited the moment it started."""
+        if self.early and not any(p.spawn_pid for p in self.procs.values()):
+            self.early.clear()
 
     def on_reaped(self, pid: int, status: int, ns: int) -> None:
         for proc in self.procs.values():
