@@ -52,6 +52,8 @@ client sends (``Q`` frame)          monitor answers                          aft
 (streams ⊆ "ioe")                   ``X`` when the output ended              ``0`` stdin bytes, ``C``
                                                                              close stdin, ``Z rows,cols``
 ``resize,ID,rows,cols``             ``R``                                    closed
+``signal,ID,SIG``                   ``R`` (sent to the exec process ID while  closed
+                                    not reaped: never to a reused pid)
 ``closeio,ID``                      ``R``                                    closed
 ``shutdown[,force]``                ``R``, then the monitor exits            (refused with ``E`` while
                                                                              the init runs, unless force)
@@ -839,6 +841,15 @@ class Monitor:
                 self.send(conn, bytes(proc.backlog))
                 proc.backlog.clear()
             proc.attached_once = True
+        elif op == "signal":
+            proc = self.proc(args[0])
+            if proc.id == INIT or not proc.pid or proc.status is not None:
+                raise ValueError(f"process {proc.id!r} is not running (exited, not started, "
+                                 "or the init: signal it through the runtime)")
+            # not reaped yet (status None: we are its parent and reap it only in this
+            # loop), so the pid is still this process, never one that reused it
+            os.kill(proc.pid, int(args[1]))
+            self.send(conn, frame(REPLY), close=True)
         elif op == "resize":
             self.resize(self.proc(args[0]), int(args[1]), int(args[2]))
             self.send(conn, frame(REPLY), close=True)

@@ -362,6 +362,14 @@ class MonitorClient:
     def exec_delete(self, exec_id: str) -> None:
         self.request("exec-delete", exec_id)
 
+    def signal(self, proc_id: str, signum: int) -> None:
+        """Signal exec process proc_id (the monitor, its parent, knows it is not reaped).
+
+        Raises:
+            MonitorError: it exited (or never started, or is the init).
+        """
+        self.request("signal", proc_id, signum)
+
     def resize(self, proc_id: str, rows: int, cols: int) -> None:
         self.request("resize", proc_id, rows, cols)
 

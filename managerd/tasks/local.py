@@ -490,10 +490,8 @@ class TaskManager:
             if not proc.started or not proc.pid:
                 raise errdefs.FailedPrecondition(f"exec {exec_id} in task {container_id} has "
                                                  "not started")
-            try:
-                os.kill(proc.pid, sig)
-            except ProcessLookupError:
-                raise errdefs.NotFound(f"exec {exec_id}: process already finished") from None
+            if not _signal_exec(task, proc, sig):
+                raise errdefs.NotFound(f"exec {exec_id}: process already finished")
             return
         try:
             task.runtime.kill(container_id, sig, all_processes)
@@ -797,10 +795,7 @@ class TaskManager:
         if proc.started and proc.exit_status is None:
             if not force:
                 raise errdefs.FailedPrecondition(f"exec {exec_id} in task {task.id} is running")
-            try:
-                os.kill(proc.pid, _signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            _signal_exec(task, proc, _signal.SIGKILL)
             with task.cond:
                 task.cond.wait_for(lambda: proc.exit_status is not None, timeout=EXIT_WAIT)
         try:
@@ -937,6 +932,26 @@ class TaskManager:
         self._watcher.close()
         if self._zygote is not None:
             self._zygote.close()
+
+
+def _signal_exec(task: Task, proc: _Proc, sig: int) -> bool:
+    """Signal an exec process through its monitor; False if it already exited.
+
+    The monitor is the process's parent and signals it only while it has not
+    reaped it, so the signal never reaches another process that got the pid
+    since (a kill by pid from here raced with the reaping; pid_max is 32768 on
+    many hosts)."""
+    try:
+        task.monitor.signal(proc.id, sig)
+        return True
+    except monitor.MonitorError as err:
+        if "unknown request" not in str(err):
+            return False
+    try:  # a monitor started before `signal` existed (a recovered task): by pid
+        os.kill(proc.pid, sig)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def _kill_orphan(task: Task) -> None:
