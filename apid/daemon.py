@@ -40,6 +40,10 @@ __all__ = ["Daemon", "DaemonConfig"]
 log = logging.getLogger(__name__)
 
 DEFAULT_STOP_TIMEOUT = 10
+# seconds a SIGKILL may take to show as an exit before it is sent again (with all=true),
+# then before stop/rm -f gives up; the task's cleanup after the exit is not counted
+KILL_PATIENCE = (10.0, 5.0)
+CLEANUP_WAIT = 120.0  # seconds for managerd's task delete once the exit is known
 _RESTART_MIN = 0.1
 _RESTART_MAX = 60.0
 
@@ -72,10 +76,23 @@ class _Runtime:
     health: asyncio.Task | None = None
     backoff: float = 0.0
     exited: asyncio.Event = field(default_factory=asyncio.Event)
+    # the init's exit is known (set before the task's cleanup, which under load can take
+    # seconds: 50 concurrent rm -f each wait for a runtime delete and unmounts)
+    ended: asyncio.Event = field(default_factory=asyncio.Event)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     pending_attach: list[tuple[asyncio.Event, asyncio.Event]] = field(default_factory=list)
     oom: bool = False  # managerd reported /tasks/oom for the current run
     exit_seen: asyncio.Event = field(default_factory=asyncio.Event)  # /tasks/exit read
+
+
+async def _first_set(*events: asyncio.Event) -> None:
+    """Return once any of the events is set."""
+    waits = [asyncio.ensure_future(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            w.cancel()
 
 
 def _host_caps() -> list[str] | None:
@@ -510,7 +527,7 @@ class Daemon:
                 raise errdefs.FailedPrecondition(
                     f"cannot join network of a non running container: {path.rsplit('/', 1)[-1]}")
             await self.manager.create_task(c.id, rootfs, io)
-            rt.exited = asyncio.Event()
+            rt.exited, rt.ended = asyncio.Event(), asyncio.Event()
             await self._open_pending_attaches(c)
             pid = await self.manager.start_task(c.id)
         except errdefs.EngineError as err:
@@ -592,6 +609,7 @@ class Daemon:
             await asyncio.sleep(delay)  # a spurious answer while it still runs
             delay = min(delay * 2, 5.0)
         rt = self.rt(container_id)
+        rt.ended.set()
         if rt.monitor is asyncio.current_task():
             rt.monitor = None  # this run is over: a restart during _on_exit needs a new one
         c = self.containers.get(container_id)
@@ -749,7 +767,7 @@ class Daemon:
         if timeout is None:
             timeout = DEFAULT_STOP_TIMEOUT
         sig = translate.parse_signal(signal or c.config.get("StopSignal"), default=15)
-        exited = rt.exited
+        exited, ended = rt.exited, rt.ended
         if c.state.status == "paused":
             try:
                 await self.manager.resume_task(c.id)
@@ -762,25 +780,38 @@ class Daemon:
             except errdefs.NotFound:
                 return
             try:
-                await asyncio.wait_for(exited.wait(), None if timeout < 0 else timeout)
+                await asyncio.wait_for(_first_set(ended, exited),
+                                       None if timeout < 0 else timeout)
+                await self._await_cleanup(c, exited)
                 return
             except TimeoutError:
                 pass
-        # SIGKILL, then wait for the exit; dockerd gives up with an error rather than hang
-        # when the exit never comes (kill once more with all=True first)
-        for attempt, patience in enumerate((10.0, 5.0)):
+        # SIGKILL, then wait for the exit; give up with an error rather than hang when
+        # the exit never comes (kill once more with all=True first). Only the exit is
+        # timed: the task's cleanup that follows it is waited for on its own.
+        for attempt, patience in enumerate(KILL_PATIENCE):
             self.emit(c, "kill", signal="9")
             try:
                 await self.manager.kill_task(c.id, 9, all_processes=attempt > 0)
             except (errdefs.NotFound, errdefs.FailedPrecondition):
                 pass
             try:
-                await asyncio.wait_for(exited.wait(), patience)
+                await asyncio.wait_for(_first_set(ended, exited), patience)
+                await self._await_cleanup(c, exited)
                 return
             except TimeoutError:
                 log.warning("no exit after SIGKILL container_id=%s attempt=%d", c.id, attempt)
         raise errdefs.EngineError(f"tried to kill container {c.id}, but did not receive an "
                                   "exit event")
+
+    @staticmethod
+    async def _await_cleanup(c: Container, exited: asyncio.Event) -> None:
+        """The exit is known: wait until _on_exit recorded it (task deleted, state saved)."""
+        try:
+            await asyncio.wait_for(exited.wait(), CLEANUP_WAIT)
+        except TimeoutError:
+            raise errdefs.EngineError(f"container {c.id} exited, but its cleanup did not "
+                                      f"finish in {CLEANUP_WAIT:g} s") from None
 
     async def restart(self, ref: str, timeout: int | None = None, signal: str | None = None
                       ) -> None:
