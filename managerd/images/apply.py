@@ -22,7 +22,9 @@ where the directory comes from (pull.py and the snapshotter do).
 
 from __future__ import annotations
 
+import array
 import errno
+import fcntl
 import hashlib
 import os
 import shutil
@@ -36,7 +38,7 @@ from typing import BinaryIO, Protocol
 from dockyard.errdefs import InvalidArgument
 
 __all__ = ["LayerError", "NeedsParents", "ApplyResult", "apply_layer", "inherit_dir_attrs", "ChunkReader", "decompressed",
-           "HashingReader", "WHITEOUT_PREFIX", "OPAQUE", "OVERLAY_OPAQUE_XATTR"]
+           "HashingReader", "spread_inodes", "WHITEOUT_PREFIX", "OPAQUE", "OVERLAY_OPAQUE_XATTR"]
 
 WHITEOUT_PREFIX = ".wh."
 OPAQUE = ".wh..wh..opq"
@@ -600,6 +602,37 @@ def inherit_dir_attrs(root: str, rels: Iterable[str], parents: Iterable[str]) ->
         # a later entry may have replaced a parent by a symlink: never follow it out
         if os.path.realpath(path) == path and os.path.isdir(path):
             _inherit(path, rel.split("/"), parents)
+
+
+_FS_IOC_GETFLAGS = 0x80086601  # _IOR('f', 1, long) on 64-bit Linux
+_FS_IOC_SETFLAGS = 0x40086602
+_FS_TOPDIR_FL = 0x00020000
+
+
+def spread_inodes(path: str) -> bool:
+    """Mark path as a top of directory hierarchies (chattr +T): ext4's Orlov allocator
+    then puts each dir made in it in its own block group (hashed from its name)
+    instead of next to its parent. Why: on an ext4 without a journal, allocating
+    an inode scans past every inode of the group deleted in the last ~30 s
+    (recently_deleted() per candidate), so unpacking 10,000 files where the previous
+    image's 10,000 were just removed costs 5-10x the kernel time (measured: tar -xzf
+    of the bench's small-files layer 4.6-16 s in a plain dir, 1.5 s under +T).
+    Best effort: False when the filesystem has no such flag."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        buf = array.array("l", [0])
+        fcntl.ioctl(fd, _FS_IOC_GETFLAGS, buf, True)
+        if not buf[0] & _FS_TOPDIR_FL:
+            buf[0] |= _FS_TOPDIR_FL
+            fcntl.ioctl(fd, _FS_IOC_SETFLAGS, buf, True)
+        return True
+    except OSError:
+        return False  # ENOTTY/EOPNOTSUPP (tmpfs, overlayfs, btrfs...) or EPERM
+    finally:
+        os.close(fd)
 
 
 def open_file_chunks(f: BinaryIO) -> Iterator[bytes]:

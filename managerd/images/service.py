@@ -27,6 +27,7 @@ from dockyard.errdefs import AlreadyExists, FailedPrecondition, InvalidArgument,
 
 from . import mediatypes, platforms
 from . import reference as refs
+from .apply import spread_inodes
 from .fetch import Fetcher
 from .manifest import (
     SIZE_LABEL,
@@ -93,6 +94,7 @@ class ImageService:
                                          "images", "staging")
         shutil.rmtree(self.staging_root, ignore_errors=True)  # a previous run's leftovers
         os.makedirs(self.staging_root, mode=0o700, exist_ok=True)
+        spread_inodes(self.staging_root)  # each staged layer in its own ext4 block group
 
     @classmethod
     def from_context(cls, ctx) -> ImageService:
