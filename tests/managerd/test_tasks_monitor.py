@@ -217,7 +217,12 @@ def test_zygote_forks_monitors_that_outlive_it(tmp_path, runc_bin):
             att = mc.MonitorClient(path).attach("", "ioe")
             att.write(b"hi\n")
             assert b"".join(d for _, d in att.frames()) == b"got hi\n"
-            assert mc.MonitorClient(path).state()[""].status == 6
+            # the output can end before the monitor reaped the init: poll for the exit
+            deadline = time.monotonic() + 10
+            while (status := mc.MonitorClient(path).state()[""].status) is None \
+                    and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert status == 6
     finally:
         zygote.close()
         for r, cid, path, hs in made:
