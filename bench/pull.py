@@ -19,7 +19,16 @@ tools with setsid): with the kernel's autogroup scheduling a busy machine
 shares CPU per session, and a process left in the benchmark's session would
 be measured against a smaller share than the daemons.
 
-Usage: .venv/bin/python bench/pull.py [--rounds 3] [--write]
+Deleted inodes: on an ext4 without a journal (this VM's root), allocating an
+inode scans past every inode of its block group deleted in the last ~30 s, so
+whoever unpacks 10,000 files right after someone removed 10,000 near the same
+place pays several times the kernel time. Every contender here follows a
+deletion (the previous one's rmi or rm -rf). managerd avoids it by design (its
+staging dir is chattr +T: each layer in its own block group); dockerd does not.
+`--settle 40` waits that long before each unpacking contender, so none of them
+meets a recent deletion: the engines' own cost, compared fairly.
+
+Usage: .venv/bin/python bench/pull.py [--rounds 3] [--settle 40] [--write]
 (--write replaces the images section of bench/RESULTS.md). Needs root.
 """
 
@@ -277,6 +286,9 @@ def main() -> int:
     p.add_argument("--cache", default=str(WORK / "dockyard-bench-pull-cache"))
     p.add_argument("--write", action="store_true", help="update bench/RESULTS.md")
     p.add_argument("--skip-dockerd", action="store_true")
+    p.add_argument("--settle", type=float, default=0.0,
+                   help="seconds to wait before each unpacking contender (ext4 without a "
+                        "journal scans inodes deleted in the last ~30 s on every allocation)")
     a = p.parse_args()
     cache = Path(a.cache)
     t = time.perf_counter()
@@ -298,15 +310,18 @@ def main() -> int:
                 for r in range(a.rounds):
                     # every contender starts with no dirty pages left by the previous one
                     os.sync()
+                    time.sleep(a.settle)
                     results["dockyard"].append(manager.pull(ref))
                     results["dockyard cpu"].append(manager.cpu)
                     if docker:
                         os.sync()
+                        time.sleep(a.settle)
                         results["dockerd"].append(docker.pull(ref))
                         results["dockerd cpu"].append(docker.cpu)
                     os.sync()
                     results["skopeo"].append(run_skopeo(ref))
                     os.sync()
+                    time.sleep(a.settle)
                     c, tt = run_limit(reg.url, "bench", img, cache)
                     results["curl"].append(c)
                     results["tar"].append(tt)
@@ -329,7 +344,10 @@ def main() -> int:
              " MiB gzip) in 4 layers (busybox; 10,000 small files; compressible text; random "
              "bytes) from docker-registry on loopback; median of "
              f"{a.rounds} rounds, run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on "
-             "the shared 2-core test VM (noisy: other engineers' tests run meanwhile).", "",
+             "the shared 2-core test VM (noisy: other engineers' tests run meanwhile); "
+             + (f"`--settle {a.settle:g}`: no contender starts within {a.settle:g} s of a "
+                "deletion." if a.settle else "no settling: each contender follows the "
+                "previous one's deletions."), "",
              "| what | seconds |", "| --- | --- |"]
     lines += [f"| {name} | {v:.2f} |" if v is not None else f"| {name} | not run |"
               for name, v in rows]

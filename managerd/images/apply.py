@@ -200,6 +200,55 @@ class HashingReader:
         return "sha256:" + self._hash.hexdigest()
 
 
+# --- tar headers -----------------------------------------------------------------------------
+
+_FAST_TYPES = (tarfile.REGTYPE, tarfile.DIRTYPE, tarfile.SYMTYPE, tarfile.LNKTYPE)
+_POSIX_MAGIC = tarfile.POSIX_MAGIC  # b"ustar\x0000": ustar and pax (Go's and Python's writers)
+_NUMERIC = ((100, 108), (108, 116), (116, 124), (124, 136), (136, 148), (329, 337), (337, 345))
+
+
+def _octal(field: bytes) -> int:
+    return int(field.split(b"\0", 1)[0].strip() or b"0", 8)
+
+
+class _TarInfo(tarfile.TarInfo):
+    """tarfile's TarInfo with a faster header parser for the common header (ustar
+    magic; file, dir, symlink or hard link; octal numbers; unsigned checksum): per
+    entry it is a few slices and int() calls instead of tarfile's per-field helpers
+    (~35% of the Python time unpacking 10,000 small files). Anything else (GNU or
+    v7 headers, base-256 numbers, pax/GNU extension headers, sparse files) goes to
+    tarfile's own parser, as does any field this one cannot read: its errors stay."""
+
+    @classmethod
+    def frombuf(cls, buf: bytes, encoding: str, errors: str) -> tarfile.TarInfo:
+        if len(buf) != tarfile.BLOCKSIZE or buf[156:157] not in _FAST_TYPES \
+                or buf[257:265] != _POSIX_MAGIC:
+            return super().frombuf(buf, encoding, errors)
+        try:
+            mode, uid, gid, size, mtime, devmajor, devminor = (
+                _octal(buf[a:b]) for a, b in _NUMERIC)
+            chksum = _octal(buf[148:156])
+        except ValueError:
+            return super().frombuf(buf, encoding, errors)
+        # the unsigned sum with the checksum field counted as 8 spaces
+        if chksum != sum(buf) - sum(buf[148:156]) + 256:
+            return super().frombuf(buf, encoding, errors)
+        obj = cls()
+        name = buf[0:100].split(b"\0", 1)[0].decode(encoding, errors)
+        obj.mode, obj.uid, obj.gid, obj.size, obj.mtime = mode, uid, gid, size, mtime
+        obj.chksum = chksum
+        obj.type = buf[156:157]
+        obj.linkname = buf[157:257].split(b"\0", 1)[0].decode(encoding, errors)
+        obj.uname = buf[265:297].split(b"\0", 1)[0].decode(encoding, errors)
+        obj.gname = buf[297:329].split(b"\0", 1)[0].decode(encoding, errors)
+        obj.devmajor, obj.devminor = devmajor, devminor
+        if obj.type == tarfile.DIRTYPE:
+            name = name.rstrip("/")
+        prefix = buf[345:500].split(b"\0", 1)[0].decode(encoding, errors)
+        obj.name = f"{prefix}/{name}" if prefix else name
+        return obj
+
+
 # --- applying --------------------------------------------------------------------------------
 
 @dataclass
@@ -559,7 +608,7 @@ def apply_layer(src: _Readable, root: str | os.PathLike, *, compression: str = "
     try:
         # "r:" on a forward-only stream: tarfile reads headers straight from it
         # (its "r|" stream wrapper re-copies its buffer on every header read)
-        with tarfile.open(fileobj=reader, mode="r:") as tf:
+        with tarfile.open(fileobj=reader, mode="r:", tarinfo=_TarInfo) as tf:
             tf.errorlevel = 2
             applier.apply(tf)
         reader.drain()
