@@ -28,7 +28,7 @@ from typing import IO, Any
 from dockyard.apid.container import Container
 from dockyard.apid.manager import Manager, Mount
 
-from dockyard import errdefs
+from dockyard import errdefs, tarsafe
 
 __all__ = ["container_root", "resolve_in_root", "path_stat", "stat_header", "tar_path",
            "extract_tar", "changes", "go_file_mode"]
@@ -236,8 +236,7 @@ def extract_tar(root: str, path: str, src: IO[bytes], no_overwrite_dir_non_dir: 
                     raise errdefs.InvalidArgument(f"hard link target {member.linkname} of tar "
                                                   f"entry {name} is not in the container")
                 member.linkname = os.path.relpath(link_target, root)
-            tar.extract(member, root, set_attrs=True, numeric_owner=True,
-                        filter="fully_trusted")
+            tarsafe.extract(tar, member, root, trusted=True, numeric_owner=True)
 
 
 def changes(mounts: list[Mount]) -> list[dict[str, Any]]:

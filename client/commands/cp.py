@@ -70,6 +70,8 @@ def _from_container(ctx: Context, ns: argparse.Namespace, ctr: str, src: str,
                     dest: str) -> int:
     import tarfile
 
+    from dockyard import tarsafe
+
     resp = ctx.client.request("GET", f"/containers/{q(ctr)}/archive", params={"path": src})
     if dest == "-":
         from dockyard.client.commands.container import write_bytes
@@ -103,7 +105,7 @@ def _from_container(ctx: Context, ns: argparse.Namespace, ctr: str, src: str,
             if not ns.archive:
                 member.uid = os.getuid()
                 member.gid = os.getgid()
-            tar.extract(member, into, filter="tar", numeric_owner=ns.archive)
+            tarsafe.extract(tar, member, into, trusted=False, numeric_owner=ns.archive)
             copied += member.size
     if not ns.quiet and ctx.err.isatty():
         from dockyard.client.output import human_size

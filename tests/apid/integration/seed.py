@@ -19,6 +19,8 @@ from dockyard.protos.services.images.v1 import images_pb2 as ipb
 from dockyard.protos.services.snapshots.v1 import snapshots_pb2 as spb
 from dockyard.protos.types import descriptor_pb2
 
+from dockyard import tarsafe
+
 
 def _write(client: Client, media_type: str, data: bytes, digest: str) -> None:
     ref = f"seed-{uuid.uuid4().hex}"
@@ -54,7 +56,9 @@ def seed_image(address: str, namespace: str, name: str, image) -> None:
                     subprocess.run(cmd, check=True)
                 try:
                     with tarfile.open(fileobj=io.BytesIO(image.uncompressed[0])) as tar:
-                        tar.extractall(target, numeric_owner=True, filter="fully_trusted")
+                        for member in tar:
+                            tarsafe.extract(tar, member, target, trusted=True,
+                                            numeric_owner=True)
                 finally:
                     subprocess.run(["umount", target], check=True)
             client.snapshots.Commit(spb.CommitSnapshotRequest(name=chain, key=key))
