@@ -192,6 +192,10 @@ def main(argv: list[str] | None = None) -> int:
     """
     if argv is not None:
         return _main(argv)
+    # a short-lived process with few cyclic objects: collections during the
+    # imports are wasted work (os._exit below frees everything anyway)
+    import gc
+    gc.disable()
     code = _main(sys.argv[1:])
     try:
         sys.stdout.flush()

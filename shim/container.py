@@ -567,10 +567,17 @@ class Container:
             delay = min(delay * 2, 0.05)
 
     def remove(self) -> None:
-        """Remove the cgroup and the state dir; the container is gone after this."""
-        mgr = self.manager()
-        if mgr is not None:
-            mgr.destroy()
+        """Remove the cgroup and the state dir; the container is gone after this.
+
+        The common case (empty leaf cgroups) is one rmdir per saved path, done
+        without importing the cgroup managers (~2 ms of a `delete`); anything
+        else (sub-cgroups, EBUSY while the last task exits) goes to the
+        manager's destroy, which walks the tree and retries."""
+        dirs = _saved_cgroup_dirs(self.data) if self._mgr is None else None
+        if dirs is None or not _rmdir_all(dirs):
+            mgr = self.manager()
+            if mgr is not None:
+                mgr.destroy()
         remove_state_dir(self.dir)
         self.run_hooks("poststop", warn_only=True)
 
@@ -610,7 +617,9 @@ class Container:
             import _socket
             ours, console_end = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
         seccomp = preload(process, (self.config.get("linux") or {}).get("seccomp"))
-        mgr = self.manager()  # loaded before fork: the child must not wait for the import
+        # joining needs only the saved paths: no manager import (~2 ms)
+        dirs = _saved_cgroup_dirs(self.data)
+        mgr = _Join(dirs) if dirs is not None else self.manager()
         sc = _syscalls()
         ns_fds: dict[str, int] = {}
         try:
@@ -678,6 +687,56 @@ class Container:
             ours.close()
             proxy(master)
         return wait_forwarding(pid)
+
+
+def _saved_cgroup_dirs(data: dict) -> list[str] | None:
+    """The cgroup directories state.json recorded (v1: one per hierarchy)."""
+    saved = data.get("cgroup") or {}
+    if saved.get("version") == 1 and isinstance(saved.get("paths"), dict):
+        return list(saved["paths"].values())
+    if saved.get("version") == 2 and saved.get("path"):
+        return [saved["path"]]
+    return None
+
+
+def _rmdir_all(dirs: list[str]) -> bool:
+    """rmdir each directory (gone already is fine); False at the first other error."""
+    for path in dirs:
+        try:
+            os.rmdir(path)
+        except FileNotFoundError:
+            continue
+        except OSError:
+            return False
+    return True
+
+
+class _Join:
+    """The one manager operation exec needs: add a pid to every saved cgroup
+    directory (what V1Manager.add/V2Manager.add write, same messages)."""
+
+    __slots__ = ("dirs",)
+
+    def __init__(self, dirs: list[str]) -> None:
+        self.dirs = dirs
+
+    def add(self, pid: int) -> None:
+        value = str(pid).encode()
+        for path in self.dirs:
+            procs = os.path.join(path, "cgroup.procs")
+            try:
+                fd = os.open(procs, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
+            except OSError as err:
+                if err.errno == errno.ENOENT:
+                    raise OSError(err.errno, f"cgroup file {procs} does not exist "
+                                  "(controller not mounted or not enabled?)") from err
+                raise OSError(err.errno, f"open cgroup file {procs}: {err.strerror}") from err
+            try:
+                os.write(fd, value)
+            except OSError as err:
+                raise OSError(err.errno, f"write `{pid}` to {procs}: {err.strerror}") from err
+            finally:
+                os.close(fd)
 
 
 def _join_cgroup(mgr, pid: int, chan, create: bool = False,  # noqa: ANN001
