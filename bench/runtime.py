@@ -47,6 +47,12 @@ def launcher(tmp: Path, python: str, name: str) -> str:
     return str(path)
 
 
+def installed_launcher() -> str:
+    """.venv/bin/dockyard-shim when installed, else the checkout's bin/dockyard-shim."""
+    venv = REPO / ".venv" / "bin" / "dockyard-shim"
+    return str(venv if venv.exists() else REPO / "bin" / "dockyard-shim")
+
+
 def call(argv: list[str]) -> float:
     with open(os.devnull, "r+") as null:
         start = time.perf_counter()
@@ -78,12 +84,12 @@ class Runtime:
     def exec(self, cid: str) -> float:
         return call([*self.base, "exec", cid, "/bin/true"])
 
-    def lifecycle(self, bundle: Path) -> float:
+    def lifecycle(self, bundle: Path) -> tuple[float, float, float]:
+        """(create, start, delete) times of one container."""
         cid = f"b-{uuid.uuid4().hex[:8]}"
-        took = call([*self.base, "create", "--bundle", str(bundle), cid])
-        took += call([*self.base, "start", cid])
-        took += call([*self.base, "delete", "--force", cid])
-        return took
+        return (call([*self.base, "create", "--bundle", str(bundle), cid]),
+                call([*self.base, "start", cid]),
+                call([*self.base, "delete", "--force", cid]))
 
 
 def bench(runs: int, runc_path: str, pythons: list[str]) -> dict[str, dict[str, float]]:
@@ -96,10 +102,10 @@ def bench(runs: int, runc_path: str, pythons: list[str]) -> dict[str, dict[str, 
         true_bundle = busybox.make_bundle(tmp / "true", busybox.base_config(["/bin/true"]))
         sleep_bundle = busybox.make_bundle(tmp / "sleep", busybox.base_config(["sleep", "600"]),
                                            rootfs=true_bundle / "rootfs")
-        # the repo's launcher as installed (sh line, then the venv python -I -S),
+        # the launcher as installed (scripts/install.sh points its shebang at the
+        # venv's python -IS; a checkout's bin/dockyard-shim hops through /bin/sh),
         # then one direct `#!<python> -IS` launcher per interpreter asked for
-        runtimes = [Runtime("shim:bin/dockyard-shim", str(REPO / "bin" / "dockyard-shim"),
-                            run_dir / "shim-root-bin")]
+        runtimes = [Runtime("shim:installed", installed_launcher(), run_dir / "shim-root-bin")]
         runtimes += [Runtime(f"shim:{py}", launcher(tmp, py, f"dockyard-shim-{i}"),
                              run_dir / f"shim-root-{i}") for i, py in enumerate(pythons)]
         runtimes.append(Runtime("runc", runc_path, run_dir / "runc-root"))
@@ -107,7 +113,8 @@ def bench(runs: int, runc_path: str, pythons: list[str]) -> dict[str, dict[str, 
             rt.run(true_bundle)
             call([*rt.base, "run", "--detach", "--bundle", str(sleep_bundle), "sleeper"])
         times: dict[str, dict[str, list[float]]] = {
-            op: {rt.name: [] for rt in runtimes} for op in ("run", "exec", "create+start+delete")}
+            op: {rt.name: [] for rt in runtimes}
+            for op in ("run", "exec", "create+start+delete", "- create", "- start", "- delete")}
         for i in range(runs):
             order = runtimes if i % 2 == 0 else runtimes[::-1]
             for rt in order:
@@ -115,7 +122,10 @@ def bench(runs: int, runc_path: str, pythons: list[str]) -> dict[str, dict[str, 
             for rt in order:
                 times["exec"][rt.name].append(rt.exec("sleeper"))
             for rt in order:
-                times["create+start+delete"][rt.name].append(rt.lifecycle(true_bundle))
+                parts = rt.lifecycle(true_bundle)
+                times["create+start+delete"][rt.name].append(sum(parts))
+                for op, took in zip(("- create", "- start", "- delete"), parts, strict=True):
+                    times[op][rt.name].append(took)
             reap_all()
         for rt in runtimes:
             call([*rt.base, "delete", "--force", "sleeper"])
@@ -157,8 +167,11 @@ DOCKYARD_TRACE_DIR=/tmp/t dockyard-shim run ...`, and `strace -f -tt`):
 
 def report(results: dict[str, dict[str, float]], runs: int, pythons: list[str]) -> str:
     load = os.getloadavg()[0]
-    shims = ["shim:bin/dockyard-shim"] + [f"shim:{py}" for py in pythons]
-    names = ["bin/dockyard-shim"] + [
+    shims = ["shim:installed"] + [f"shim:{py}" for py in pythons]
+    first = installed_launcher().replace(str(REPO), ".")
+    with open(installed_launcher()) as f:
+        shebang = f.readline().strip().replace(str(REPO), ".")
+    names = [f"{first} (`{shebang}`)"] + [
         f"`#!{py.replace(str(REPO), '.')} -IS`" for py in pythons]
     lines = [SECTION, "",
              f"Median wall time per operation, {runs} interleaved runs each, busybox bundle "

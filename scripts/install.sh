@@ -41,3 +41,15 @@ PY=${PYTHON:-python3}
 extra=""
 [ "${1:-}" = "--test" ] && extra="[test]"
 .venv/bin/pip install -q --disable-pip-version-check -e ".${extra}"
+# pip installs bin/dockyard-shim with its /bin/sh polyglot line (pip would drop
+# flags from a `#!python -I -S` line); point it straight at this venv's python
+# with -IS instead, which saves a /bin/sh exec on every runtime call. The
+# kernel takes at most 255 bytes of shebang and splits it at a space: keep
+# the sh line for such paths.
+shim_py="$PWD/.venv/bin/python3"
+case "$shim_py" in
+  *" "* | *"|"*) ;;
+  *) if [ -f .venv/bin/dockyard-shim ] && [ ${#shim_py} -lt 240 ]; then
+       sed -i "1s|.*|#!$shim_py -IS|" .venv/bin/dockyard-shim
+     fi ;;
+esac
