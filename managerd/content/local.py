@@ -14,6 +14,7 @@ This is the in-process API images and the Content gRPC service use.
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import BinaryIO
@@ -29,7 +30,7 @@ from dockyard.managerd.metadata._fields import apply_map, validate_labels
 from dockyard.managerd.metadata.db import DB, dump_map, load_map, now_ns
 from dockyard.managerd.metadata.leases import Resource
 
-from dockyard.errdefs import AlreadyExists, InvalidArgument, NotFound
+from dockyard.errdefs import AlreadyExists, InvalidArgument, NotFound, Unavailable
 
 __all__ = ["Content", "ContentWriter", "Info"]
 
@@ -185,9 +186,22 @@ class Content:
 
     def write_blob(self, ns: str, ref: str, data: bytes, expected_digest: str | None = None,
                    labels: dict[str, str] | None = None, lease: str | None = None) -> Info:
-        """Write a whole blob; an already present blob is not an error (returns its info)."""
+        """Write a whole blob; an already present blob is not an error (returns its info).
+
+        Another writer of the same ref (two pulls of one image) is waited for, up
+        to 30 s: its commit usually makes this write unnecessary.
+        """
+        deadline = time.monotonic() + 30
         try:
-            with self.writer(ns, ref, expected_digest, len(data), lease) as w:
+            while True:
+                try:
+                    w = self.writer(ns, ref, expected_digest, len(data), lease)
+                    break
+                except Unavailable:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.01)
+            with w:
                 if w.offset:
                     w.truncate(0)
                 w.write(data)
