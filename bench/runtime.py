@@ -139,28 +139,48 @@ def bench(runs: int, runc_path: str, pythons: list[str]) -> dict[str, dict[str, 
 
 NOTES = """\
 Where the time goes (traces: `TRACEPARENT=00-<32 hex>-<16 hex>-01
-DOCKYARD_TRACE_DIR=/tmp/t dockyard-shim run ...`, and `strace -f -tt`):
+DOCKYARD_TRACE_DIR=/tmp/t dockyard-shim run ...`, `python -X importtime`,
+`strace -f -tt`):
 
-- The interpreter: `python -I -S -c pass` alone is 8-10 ms at rest (pyenv's
-  shared-library build; Debian's static /usr/bin/python3.11 starts ~30 %
-  faster, hence the last shim column). A runc invocation starts in ~3 ms.
-  bin/dockyard-shim adds a /bin/sh exec (~1 ms) so that an installed copy
-  keeps `-I -S` (pip drops flags from a `#!python` line; without them an
-  installed call took twice as long).
-  `create+start+delete` is three invocations, so it pays this three times:
-  that row cannot reach runc's with CPython's start-up.
+- The interpreter: `python -I -S -c pass` alone is 7-10 ms at rest and
+  14-17 ms on this shared box under load (Debian's static python3.11; pyenv's
+  shared-library build ~20-30 % slower), while a whole `runc state` is
+  3 ms at rest and 6-7 ms under the same load. So `start` and `delete`, which
+  do almost nothing (start: read state.json and /proc/<pid>/stat, open and
+  read the exec fifo, unlink it; delete: the same checks, one rmdir per
+  saved cgroup directory, remove the state dir), are ~2x runc's by
+  start-up alone, and `create+start+delete` pays it three times: that row
+  cannot reach 1.0 with CPython. `run` and `exec` pay it once and are at
+  0.99-1.3.
+- The shim's own imports on top of the interpreter (the `start`/`delete`
+  path, `-X importtime`, loaded box): `os` 2.1 ms (its `_collections_abc`
+  alone 1.2 ms; `-S` means nothing imported it before), resolving the
+  `dockyard`/`dockyard.shim` packages 0.7 ms, cli 1.0 ms (a 47 KB pyc),
+  `_json`+log 0.8 ms, container 1.2 ms, `__future__` 0.2 ms: ~5 ms,
+  i.e. `state` of a missing id is 19.4 ms against 14.3 ms for
+  `python -IS -c pass` (runc: 6.7 ms).
 - Imports: stdlib C modules only, no `json`/`re`/`enum`/`typing`/`ctypes`
   package (the C cores `_json` and `_ctypes` are used directly), verb code
   imported on demand; what only the forked child runs is imported just
   before fork (importing in the fresh child measured 10-15 % slower).
+  `delete` and `exec` work from the cgroup paths saved in state.json and
+  import no cgroup manager (-2 to -3 ms on delete); gc is off in the CLI
+  process (no measurable change, kept as harmless).
+- The launcher: scripts/install.sh writes the installed dockyard-shim as
+  `#!<venv>/bin/python3 -IS` + the checkout's src/ on sys.path: no /bin/sh
+  exec (0.5 ms) and no package search (listing site-packages, reading the
+  editable finder: 0.5-1.4 ms more per call).
 - The kernel: a cgroup.procs write after a quiet spell waits for an RCU
-  grace period (cgroup_threadgroup_rwsem; 8-25 ms on this loaded box, runc
+  grace period (cgroup_threadgroup_rwsem; 5-25 ms on this loaded box, runc
   pays it on the same write). The shim keeps that lock warm with no-op
   self-migrations from a thread while it starts (shim/_warm.py, joined
-  before every fork), and overlaps the rest: the init unshares, mounts,
-  makes devices, pivots and masks paths while the parent creates and joins
-  the cgroup and applies linux.resources; an exec child does its whole
-  setup meanwhile and waits only before execve.
+  before every fork; stop() now wakes it instead of waiting out its 2 ms
+  pause, ~1 ms less per stop), and overlaps the rest: the init unshares,
+  mounts, makes devices, pivots and masks paths while the parent creates
+  and joins the cgroup and applies linux.resources; an exec child does its
+  whole setup meanwhile and waits only before execve. What is left: the
+  join before fork still waits for the warm-up's first write when the grace
+  period outlasts the imports (median ~5 ms with a cold lock).
 - Interpreter finalization is skipped (os._exit after flushing).
 """
 
@@ -176,7 +196,7 @@ def report(results: dict[str, dict[str, float]], runs: int, pythons: list[str]) 
     lines = [SECTION, "",
              f"Median wall time per operation, {runs} interleaved runs each, busybox bundle "
              f"(`/bin/true`), state dirs on tmpfs, runc {runc_version()}; the shim through "
-             "the repo's launcher and through direct `python -IS` launchers; load average "
+             "the installed launcher and through direct `python -IS` launchers; load average "
              f"{load:.2f} at the end "
              f"({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}): the box is shared "
              "with other engineers' test runs, so compare the ratios, not the absolute "
