@@ -12,7 +12,8 @@ pushed to a throw-away docker-registry on loopback, then each round times:
   between rounds;
 - skopeo: `skopeo copy docker://… oci:<dir>` (download and store only);
 - limit: `curl` of every blob to /dev/null plus `tar -xzf` of every layer
-  from a local file (what the machine can do with C tools, sequentially).
+  from a local file (what the machine can do with C tools, sequentially;
+  into a chattr +T dir like managerd's staging dirs).
 
 Every contender runs in its own session (daemons are started that way; the
 tools with setsid): with the kernel's autogroup scheduling a busy machine
@@ -246,6 +247,8 @@ def run_limit(registry_url: str, repo: str, img: im.Image, cache: Path) -> tuple
         ["curl", "-sf", "-o", "/dev/null", f"{registry_url}/v2/{repo}/blobs/{b.digest}"],
         check=True, start_new_session=True) for b in img.layers])
     dest = Path(tempfile.mkdtemp(prefix="dy-bench-tar-", dir=WORK))
+    # each layer dir in its own ext4 block group, as managerd's: the machine's limit
+    subprocess.run(["chattr", "+T", str(dest)], check=False, capture_output=True)
     try:
         def untar():
             for i, b in enumerate(img.layers):
