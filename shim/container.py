@@ -415,7 +415,7 @@ class Container:
         # device rules and limits go on once the init has made its device nodes
         # (runc applies them at procReady). When the init mounts cgroupfs late
         # (init._late_cgroup_mount), its nodes exist before it joins: apply them
-        # right away, while it finishes, instead of after `ready`.
+        # before it joins (see _join_cgroup), instead of after `ready`.
         from dockyard.shim.cgroups.devices import with_defaults
         from dockyard.shim.init import late_cgroup_mount
         resources = dict(linux.get("resources") or {})
@@ -744,9 +744,13 @@ def _join_cgroup(mgr, pid: int, chan, create: bool = False,  # noqa: ANN001
     """Put the child in the container's cgroup, tell it to proceed, return its
     next message (None: EOF). If the child failed meanwhile, its own error
     message wins over the cgroup write's (ESRCH, EPIPE). A trace `span`
-    (shim/trace.py) ends once the cgroup part is done; `then()` runs after
-    `proceed` is sent, while the child works."""
+    (shim/trace.py) ends once the cgroup part is done; `then()` (the early
+    resources) runs after the cgroup is made and before the child is moved in:
+    the child keeps working meanwhile (it may open the pty's /dev/ptmx), and
+    must never be in the cgroup while its device rules pass through the
+    initial deny-all."""
     from dockyard.shim.sync import Msg
+    applying = False
     try:
         if mgr is not None:
             if create:
@@ -755,13 +759,18 @@ def _join_cgroup(mgr, pid: int, chan, create: bool = False,  # noqa: ANN001
                     mgr.create()
                 finally:
                     _warm.stop()
+        if then is not None:
+            applying = True
+            then()
+            applying = False
+        if mgr is not None:
             mgr.add(pid)  # fast when _warm kept the migration lock warm (see _warm.py)
         if span is not None:
             _tracer().end(span)
         chan.send(Msg.PROCEED)
-        if then is not None:
-            then()
     except OSError as err:
+        if applying:
+            raise  # the child still works and then waits for `proceed`: the caller kills it
         try:
             msg = chan.recv()
         except OSError:
