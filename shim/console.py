@@ -39,7 +39,11 @@ def setup_terminal(sock: _socket.socket, size: dict | None = None) -> str:
     """Open a pty in the current root, send its master over `sock`, make the
     slave stdin/stdout/stderr and the controlling tty; returns the slave's path
     (for the /dev/console bind). The caller must already be a session leader."""
-    master, slave = os.openpty()
+    try:
+        master, slave = os.openpty()
+    except OSError as err:
+        raise OSError(err.errno, f"open a pty (/dev/ptmx) for process.terminal: "
+                                 f"{(err.strerror or '').lower()}") from None
     try:
         name = os.ttyname(slave)
         if size:
