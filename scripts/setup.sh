@@ -61,6 +61,21 @@ APID_ARGS=(--data-root "$DATA" --exec-root "$RUN" -H "$HOST" --managerd "unix://
 
 ping_apid() { curl -sf --max-time 2 --unix-socket "$APID_SOCK" http://dockyard/_ping >/dev/null 2>&1; }
 
+# managerd serving (gRPC health), not just its socket file: apid answers _ping
+# without managerd, and the image load below needs managerd
+managerd_ready() {
+  "$VENV/bin/python" - "$MANAGERD_SOCK" >/dev/null 2>&1 <<'PY'
+import sys
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+channel = grpc.insecure_channel("unix://" + sys.argv[1])
+reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=2)
+sys.exit(reply.status != health_pb2.HealthCheckResponse.SERVING)
+PY
+}
+
 # running NAME: true if the pid in $RUN/NAME.pid is alive and is that daemon
 running() {
   local pidfile=$RUN/$1.pid pid
@@ -138,11 +153,11 @@ EOF
 
 if use_systemd; then
   start_systemd
-  wait_for "dockyard-managerd" "journalctl -u dockyard-managerd" test -S "$MANAGERD_SOCK"
+  wait_for "dockyard-managerd" "journalctl -u dockyard-managerd" managerd_ready
   wait_for "dockyard-apid" "journalctl -u dockyard-apid" ping_apid
 else
   start_background dockyard-managerd "${MANAGERD_ARGS[@]}"
-  wait_for "dockyard-managerd" "$LOGS/managerd.log" test -S "$MANAGERD_SOCK"
+  wait_for "dockyard-managerd" "$LOGS/managerd.log" managerd_ready
   if ping_apid && ! running dockyard-apid; then
     say "an apid already answers on $APID_SOCK; keeping it"
   else
@@ -160,7 +175,13 @@ else
   tarball=$(mktemp --suffix=.tar)
   trap 'rm -f "$tarball"' EXIT
   "$VENV/bin/python" scripts/busybox_image.py "$tarball" busybox:latest
-  dockyard load -i "$tarball"
+  # apid may have started before managerd served (systemd starts both): its
+  # channel reconnects with a back-off, so give the load a few tries
+  for try in 1 2 3 4 5 6; do
+    if dockyard load -i "$tarball"; then break; fi
+    [ "$try" -lt 6 ] || die "could not load busybox:latest (log: $LOGS/apid.log)"
+    sleep 1
+  done
 fi
 
 if [ -n "$BIN_DIR" ]; then
