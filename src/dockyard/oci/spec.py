@@ -23,6 +23,7 @@ OCI_VERSION = "1.0.2-dev"
 NAMESPACES = {"pid": "pid", "network": "net", "mount": "mnt", "ipc": "ipc",
               "uts": "uts", "user": "user", "cgroup": "cgroup"}
 
+# index = capability number (linux/capability.h); shim/caps.py relies on it
 CAPABILITIES = (
     "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
     "CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE",
