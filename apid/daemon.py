@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from dockyard.apid import netns, rootfs, translate
+from dockyard.apid import devices, namespaces, netns, rootfs, translate
 from dockyard.apid.container import (
     EXTENSION,
     NAME_LABEL,
@@ -46,6 +46,24 @@ KILL_PATIENCE = (10.0, 5.0)
 CLEANUP_WAIT = 120.0  # seconds for managerd's task delete once the exit is known
 _RESTART_MIN = 0.1
 _RESTART_MAX = 60.0
+_MODE_KEYS = {"ipc": "IpcMode", "pid": "PidMode", "network": "NetworkMode"}
+_JOIN_WORDS = {"ipc": "IPC", "pid": "PID"}
+
+
+class _JoinRefused(errdefs.InvalidArgument):
+    """400 at start: the ipc donor is gone or not shareable (moby setupIPCDirs)."""
+
+
+class _JoinConflict(errdefs.FailedPrecondition):
+    """409 at start: the ipc donor is not running or restarting."""
+
+
+class _JoinFailed(errdefs.EngineError):
+    """500 at start: a pid join refused (moby wraps createSpec errors as System)."""
+
+
+# start errors that keep their own status instead of start's usual 400
+_START_STATUS_KEPT = (_JoinRefused, _JoinConflict, _JoinFailed)
 
 
 @dataclass
@@ -272,6 +290,9 @@ class Daemon:
             raise errdefs.InvalidArgument("config cannot be empty in order to create a container")
         host_config = dict(body.get("HostConfig") or {})
         self._validate_host_config(host_config)
+        translate.check_namespace_modes(body.get("Hostname"), host_config)
+        devices.check_mappings(host_config.get("Devices"))
+        self._adapt_namespace_modes(host_config)
         try:
             image = await self.manager.get_image(image_ref)
         except errdefs.NotFound:
@@ -455,7 +476,12 @@ class Daemon:
                 "/etc/resolv.conf": c.resolv_path, "/etc/hostname": c.hostname_path},
             init_path=self.config.init_path, seccomp_profile=seccomp_text,
             cgroup_parent=self.config.cgroup_parent, host_caps=_host_caps(),
-            netns_path=self._netns(c)))
+            netns_path=self._netns(c),
+            devices=devices.resolve(hc.get("Devices"), bool(hc.get("Privileged"))),
+            ns_joins={kind: namespaces.join_path(self.config.exec_root, c.id, kind)
+                      for kind in namespaces.JOIN_KINDS
+                      if translate.container_mode(hc.get(_MODE_KEYS[kind]) or "") is not None},
+            shm_source=self._shm_source(c)))
 
     def _netns(self, c: Container) -> str | None:
         """The namespace path the spec joins: the container's own (lo only), another
@@ -473,6 +499,110 @@ class Daemon:
     def _owns_netns(self, c: Container) -> bool:
         return (c.host_config.get("NetworkMode") or "default") not in ("host",) and not (
             c.host_config.get("NetworkMode") or "").startswith("container:")
+
+    # --- ipc / pid namespaces (--ipc, --pid) ---------------------------------------------
+
+    def _adapt_namespace_modes(self, hc: dict[str, Any]) -> None:
+        """At create, as dockerd's adaptContainerSettings/adaptSharedNamespaceContainer:
+        IpcMode defaults to `private`; `container:<name>` becomes `container:<id>` so a
+        rename of the donor keeps the link. An ipc/pid donor must exist now (dockerd
+        finds out at start; here the spec written at create names the donor's shm dir)."""
+        hc["IpcMode"] = hc.get("IpcMode") or "private"
+        for kind, key in _MODE_KEYS.items():
+            ref = translate.container_mode(hc.get(key) or "")
+            if ref is None:
+                continue
+            try:
+                hc[key] = "container:" + self.get(ref).id
+            except errdefs.NotFound as err:
+                if kind == "network":
+                    raise
+                self._join_error(kind, _JoinRefused, str(err))
+
+    @staticmethod
+    def _join_error(kind: str, cls: type[errdefs.EngineError], why: str) -> None:
+        if kind == "pid":
+            cls = _JoinFailed  # every pid join error is a 500 (createSpec -> errdefs.System)
+        raise cls(f"failed to join {_JOIN_WORDS[kind]} namespace: {why}")
+
+    def _shm_source(self, c: Container) -> str | None:
+        """The host directory bound at /dev/shm for IpcMode host/shareable/container:."""
+        mode = c.host_config.get("IpcMode") or "private"
+        if mode == "host":
+            return "/dev/shm"
+        if mode == "shareable":
+            return namespaces.shm_path(c.root)
+        donor = translate.container_mode(mode)
+        if donor is not None:
+            return namespaces.shm_path(f"{self.config.data_root}/containers/{donor}")
+        return None
+
+    def _has_shm_mount(self, c: Container) -> bool:
+        """A user mount on /dev/shm (-v, --mount, --tmpfs) replaces the IPC one."""
+        hc = c.host_config
+        dests = [b.split(":")[1] for b in hc.get("Binds") or [] if len(b.split(":")) >= 2]
+        dests += [m.get("Target") or "" for m in hc.get("Mounts") or []]
+        dests += list(hc.get("Tmpfs") or {})
+        return any(d.rstrip("/") == "/dev/shm" for d in dests)
+
+    def _ipc_donor(self, kind: str, ref: str) -> Container:
+        """The running container whose ipc/pid namespace a joiner enters (moby
+        getIPCContainer / getPIDContainer, with their errors and status codes)."""
+        try:
+            donor = self.get(ref)
+        except errdefs.NotFound as err:
+            self._join_error(kind, _JoinRefused, str(err))
+        if donor.state.status == "restarting":
+            self._join_error(kind, _JoinConflict, f"Container {ref} is restarting, wait until "
+                             "the container is running")
+        if donor.state.status not in ("running", "paused") or not donor.state.pid:
+            self._join_error(kind, _JoinConflict, f"container {ref} is not running")
+        if kind == "ipc":
+            shm = self._shm_source(donor)
+            shareable = (donor.host_config.get("IpcMode") or "private") not in ("private",
+                                                                               "none")
+            if not shareable or not shm or self._has_shm_mount(donor) or not os.path.isdir(shm):
+                self._join_error(kind, _JoinRefused, f"container {ref}: non-shareable IPC (hint: "
+                                 "use IpcMode:shareable for the donor container)")
+        return donor
+
+    async def _setup_ipc(self, c: Container) -> None:
+        """Before the task: a shareable container's shm tmpfs on the host."""
+        if (c.host_config.get("IpcMode") == "shareable" and not self._has_shm_mount(c)):
+            await namespaces.mount_shm(namespaces.shm_path(c.root),
+                                       int(c.host_config.get("ShmSize") or
+                                           translate.DEFAULT_SHM_SIZE))
+
+    async def _release_ipc(self, c: Container) -> None:
+        """After the task (exit, failed start, removal): unmount the shm tmpfs."""
+        if c.host_config.get("IpcMode") == "shareable":
+            with contextlib.suppress(errdefs.EngineError):
+                await namespaces.unmount_shm(namespaces.shm_path(c.root))
+
+    @contextlib.asynccontextmanager
+    async def _joined_namespaces(self, c: Container):  # noqa: ANN202
+        """While the task is created: the donors' namespaces bound at the join paths the
+        spec names; unbound right after (the joiner's processes then hold them)."""
+        bound: list[str] = []
+        try:
+            for kind in namespaces.JOIN_KINDS:
+                ref = translate.container_mode(c.host_config.get(_MODE_KEYS[kind]) or "")
+                if ref is None:
+                    continue
+                if ref in (c.id, c.name.lstrip("/")):
+                    self._join_error(kind, _JoinRefused, f"cannot join own {kind} namespace")
+                donor = self._ipc_donor(kind, ref)
+                path = namespaces.join_path(self.config.exec_root, c.id, kind)
+                bound.append(path)
+                try:
+                    await namespaces.bind_namespace(donor.state.pid, kind, path)
+                except errdefs.EngineError as err:
+                    self._join_error(kind, _JoinFailed, f"container {ref}: {err}")
+            yield
+        finally:
+            for path in bound:
+                with contextlib.suppress(errdefs.EngineError, OSError):
+                    await namespaces.release_join(path)
 
     def _write_etc_files(self, c: Container) -> None:
         hostname = c.config["Hostname"]
@@ -526,7 +656,9 @@ class Daemon:
             elif path and not netns.is_mounted(path):
                 raise errdefs.FailedPrecondition(
                     f"cannot join network of a non running container: {path.rsplit('/', 1)[-1]}")
-            await self.manager.create_task(c.id, rootfs, io)
+            await self._setup_ipc(c)
+            async with self._joined_namespaces(c):
+                await self.manager.create_task(c.id, rootfs, io)
             rt.exited, rt.ended = asyncio.Event(), asyncio.Event()
             await self._open_pending_attaches(c)
             pid = await self.manager.start_task(c.id)
@@ -542,9 +674,12 @@ class Daemon:
                 await self._delete_task(c)
             except errdefs.EngineError:
                 pass
+            await self._release_ipc(c)
             await self.save(c)
             if c.host_config.get("AutoRemove"):
                 await self._remove(c, remove_volumes=True)
+            if isinstance(err, _START_STATUS_KEPT):
+                raise
             raise errdefs.InvalidArgument(message) from err
         c.state = State(status="running", pid=pid, started_at=time.time(),
                         health=self._initial_health(c))
@@ -637,6 +772,7 @@ class Daemon:
         if rt.health and not rt.health.done():
             rt.health.cancel()
         deleted = await self._delete_task(c)
+        await self._release_ipc(c)
         code = status.code if status.code is not None else deleted.code
         c.state.status = "exited"
         c.state.pid = 0
@@ -873,6 +1009,7 @@ class Daemon:
             pass
         if self.config.manage_netns and self._owns_netns(c):
             await netns.remove(netns.path_for(self.config.exec_root, c.id))
+        await self._release_ipc(c)  # before the rmtree: the shm tmpfs lives in c.root
         shutil.rmtree(c.root, ignore_errors=True)
         del self.containers[c.id]
         for v in c.volumes:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dockyard.apid import seccomp
+from dockyard.apid.devices import ContainerDevice
 
 from dockyard.errdefs import InvalidArgument
 
@@ -30,6 +31,8 @@ __all__ = [
     "DEFAULT_SHM_SIZE", "SpecInputs", "SpecOpt", "build_spec", "default_spec", "merge_config",
     "resolve_user", "parse_bytes", "parse_signal", "hosts_file", "resolv_conf",
     "normalize_caps", "effective_caps", "parse_security_opts", "SecurityOpts", "split_bind",
+    "check_namespace_modes", "container_mode", "with_devices", "with_ipc_mounts",
+    "with_namespaces",
 ]
 
 SpecOpt = Callable[[dict], None]
@@ -446,6 +449,9 @@ class SpecInputs:
     seccomp_profile: str | None = None  # JSON text of a `seccomp=<file>` profile
     cgroup_parent: str = "/dockyard"
     netns_path: str | None = None  # join this netns instead of a new one
+    devices: list[ContainerDevice] = field(default_factory=list)  # HostConfig.Devices, read
+    ns_joins: dict[str, str] = field(default_factory=dict)  # "ipc"/"pid" -> path to join
+    shm_source: str | None = None  # host dir bound at /dev/shm (IpcMode host/shareable/container)
     arch: str | None = None
     kernel: str | None = None
     host_caps: list[str] | None = None  # the daemon's bounding set (for ALL / --privileged)
@@ -803,14 +809,29 @@ def with_sysctls(sysctls: dict[str, str] | None, host_network: bool = False) -> 
     return opt
 
 
-def with_devices(devices: Iterable[dict[str, Any]] | None,
+def with_devices(devices: Iterable[ContainerDevice] | None,
                  rules: Iterable[str] | None) -> SpecOpt:
-    """Extra cgroup device rules (`c 1:3 rwm`); `--device` entries are not supported yet."""
+    """`--device` nodes and `--device-cgroup-rule` lines (moby WithDevices).
+
+    Each device (read from the host by `apid/devices.py`) becomes a `linux.devices`
+    entry with the host node's type, numbers, mode and owner, plus a cgroup allow
+    rule with exactly its CgroupPermissions, appended after dockerd's default
+    rules; the cgroup rules follow. A fifo gets its node but no rule (the device
+    cgroup knows only block and char devices).
+    """
     def opt(spec: dict) -> None:
-        if devices:
-            raise InvalidArgument("--device is not supported by this engine yet")
+        nodes = spec["linux"].setdefault("devices", [])
+        allow = spec["linux"]["resources"]["devices"]
+        for d in devices or []:
+            nodes.append({"path": d.path, "type": d.type, "major": d.major, "minor": d.minor,
+                          "fileMode": d.file_mode, "uid": d.uid, "gid": d.gid})
+            if d.type in ("c", "b"):
+                allow.append({"allow": True, "type": d.type, "major": d.major,
+                              "minor": d.minor, "access": d.access})
+        if not nodes:
+            del spec["linux"]["devices"]
         for rule in rules or []:
-            m = re.fullmatch(r"([abc]) (\d+|\*):(\d+|\*) ([rwm]{1,3})", rule.strip())
+            m = re.fullmatch(r"([abc]) (\d+|\*):(\d+|\*) ([rwm]{1,3})", str(rule).strip())
             if not m:
                 raise InvalidArgument(f"invalid device cgroup rule format: '{rule}'")
             entry: dict[str, Any] = {"allow": True, "type": m.group(1), "access": m.group(4)}
@@ -818,7 +839,7 @@ def with_devices(devices: Iterable[dict[str, Any]] | None,
                 entry["major"] = int(m.group(2))
             if m.group(3) != "*":
                 entry["minor"] = int(m.group(3))
-            spec["linux"]["resources"]["devices"].append(entry)
+            allow.append(entry)
     return opt
 
 
@@ -840,8 +861,41 @@ def with_cgroups_path(parent: str, container_id: str) -> SpecOpt:
     return opt
 
 
-def with_namespaces(netns_path: str | None, host_config: dict[str, Any]) -> SpecOpt:
-    """Private mount/uts/pid/ipc/net; `host` modes share the host's; a netns path joins it."""
+def container_mode(mode: str) -> str | None:
+    """The name or id of `container:<name|id>`, None for any other mode."""
+    kind, sep, ref = (mode or "").partition(":")
+    return ref if sep and kind == "container" else None
+
+
+def check_namespace_modes(hostname: str | None, host_config: dict[str, Any]) -> None:
+    """IpcMode, PidMode and UTSMode as moby's Valid() methods accept them (400 otherwise).
+
+    Raises:
+        InvalidArgument: "invalid IPC mode: x", "invalid PID mode: x", "invalid UTS mode: x",
+            or "conflicting options: hostname and the UTS mode" (a hostname with --uts host).
+    """
+    modes = {key: host_config.get(key) or "" for key in ("IpcMode", "PidMode", "UTSMode")}
+    for key, label in (("IpcMode", "IPC"), ("PidMode", "PID"), ("UTSMode", "UTS")):
+        if not isinstance(modes[key], str):
+            raise InvalidArgument(f"invalid {label} mode: {modes[key]}")
+    ipc, pid, uts = modes["IpcMode"], modes["PidMode"], modes["UTSMode"]
+    if ipc not in ("", "none", "private", "host", "shareable") and container_mode(ipc) is None:
+        raise InvalidArgument(f"invalid IPC mode: {ipc}")
+    if pid not in ("", "host") and not container_mode(pid):
+        raise InvalidArgument(f"invalid PID mode: {pid}")
+    if uts not in ("", "host"):
+        raise InvalidArgument(f"invalid UTS mode: {uts}")
+    if uts == "host" and hostname:
+        raise InvalidArgument("conflicting options: hostname and the UTS mode")
+
+
+def with_namespaces(netns_path: str | None, host_config: dict[str, Any],
+                    joins: dict[str, str] | None = None) -> SpecOpt:
+    """Private mount/uts/pid/ipc/net (moby WithNamespaces); `host` modes share the host's
+    (and --uts host leaves the hostname alone); `container:` modes join by path: the
+    network one at `netns_path`, ipc/pid at `joins[kind]` (resolved by the daemon)."""
+    joins = joins or {}
+
     def opt(spec: dict) -> None:
         ns = spec["linux"]["namespaces"]
         modes = {"network": host_config.get("NetworkMode") or "default",
@@ -850,15 +904,42 @@ def with_namespaces(netns_path: str | None, host_config: dict[str, Any]) -> Spec
         for kind, mode in modes.items():
             if mode == "host":
                 ns[:] = [n for n in ns if n["type"] != kind]
-            elif mode.startswith("container:") and not (kind == "network" and netns_path):
-                # a shared network namespace arrives as netns_path (resolved by the daemon)
-                raise InvalidArgument(f"{kind} mode {mode!r} is not supported by this engine yet")
+                if kind == "uts":
+                    spec.pop("hostname", None)
+                    spec.pop("domainname", None)
+            elif container_mode(mode) is not None and kind != "network":
+                if kind not in joins:
+                    raise InvalidArgument(f"{kind} mode {mode!r}: the namespace to join is "
+                                          "not known")
+                for n in ns:
+                    if n["type"] == kind:
+                        n["path"] = joins[kind]
+            elif container_mode(mode) is not None and not netns_path:
+                raise InvalidArgument(f"{kind} mode {mode!r} needs a network namespace path")
         if netns_path and any(n["type"] == "network" for n in ns):
             for n in ns:
                 if n["type"] == "network":
                     n["path"] = netns_path
         if (host_config.get("CgroupnsMode") or "") == "private":
             ns.append({"type": "cgroup"})
+    return opt
+
+
+def with_ipc_mounts(ipc_mode: str, shm_source: str | None) -> SpecOpt:
+    """/dev/shm by IpcMode (moby setupIPCDirs + withMounts): private keeps the spec's own
+    tmpfs, none drops it, host/shareable/container: bind `shm_source` (the host's
+    /dev/shm, or the donor's host-side shm tmpfs, which the daemon mounts)."""
+    def opt(spec: dict) -> None:
+        mode = ipc_mode or "private"
+        if mode == "private":
+            return
+        keep = [m for m in spec["mounts"] if m["destination"] != "/dev/shm"]
+        if mode != "none":
+            if not shm_source:
+                raise InvalidArgument(f"IPC mode {mode!r}: no /dev/shm source")
+            keep.append({"destination": "/dev/shm", "type": "bind", "source": shm_source,
+                         "options": ["rbind", "rprivate"]})
+        spec["mounts"] = keep
     return opt
 
 
@@ -886,6 +967,7 @@ def build_spec(inputs: SpecInputs) -> dict[str, Any]:
         with_hostname(inputs.hostname, cfg.get("Domainname") or ""),
         with_capabilities(caps),
         with_shm_size(hc.get("ShmSize")),
+        with_ipc_mounts(hc.get("IpcMode") or "", inputs.shm_source),
         with_etc_files(inputs.etc_files),
         with_user_mounts(hc.get("Binds"), hc.get("Mounts"), hc.get("Tmpfs")),
         with_readonly_rootfs(hc.get("ReadonlyRootfs", False)),
@@ -893,10 +975,11 @@ def build_spec(inputs: SpecInputs) -> dict[str, Any]:
         with_ulimits(hc.get("Ulimits")),
         with_oom_score_adj(hc.get("OomScoreAdj")),
         with_sysctls(hc.get("Sysctls"), host_net),
-        with_devices(hc.get("Devices"), hc.get("DeviceCgroupRules")),
-        with_init(inputs.init_path if hc.get("Init") else None),
+        with_devices(inputs.devices, hc.get("DeviceCgroupRules")),
+        # docker-init only as pid 1 of a pid namespace of the container's own
+        with_init(inputs.init_path if hc.get("Init") and not hc.get("PidMode") else None),
         with_cgroups_path(hc.get("CgroupParent") or inputs.cgroup_parent, inputs.container_id),
-        with_namespaces(inputs.netns_path, hc),
+        with_namespaces(inputs.netns_path, hc, inputs.ns_joins),
         with_seccomp(profile, caps, inputs.arch, inputs.kernel),
         with_no_new_privileges(sec.no_new_privileges),
     ]
