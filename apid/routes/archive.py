@@ -26,7 +26,7 @@ def _need_path(path: str | None) -> str:
 @router.head("/containers/{ref}/archive")
 async def archive_stat(ref: str, path: str | None = None, *, daemon: DaemonDep) -> Response:
     c = daemon.get(ref)
-    async with rootfs.container_root(daemon.manager, c) as root:
+    async with rootfs.open_root(daemon.manager, c) as root:
         st = await asyncio.to_thread(rootfs.path_stat, root, _need_path(path))
     return Response(status_code=200, headers={_STAT_HEADER: rootfs.stat_header(st)})
 
@@ -37,7 +37,7 @@ async def archive_get(ref: str, path: str | None = None, *, daemon: DaemonDep) -
     p = _need_path(path)
     spool = tempfile.TemporaryFile()
     try:
-        async with rootfs.container_root(daemon.manager, c) as root:
+        async with rootfs.open_root(daemon.manager, c) as root:
             st = await asyncio.to_thread(rootfs.path_stat, root, p)
             await asyncio.to_thread(rootfs.tar_path, root, p, spool)
     except BaseException:
@@ -71,7 +71,7 @@ async def archive_put(request: Request, ref: str, path: str | None = None,
         async for chunk in request.stream():
             spool.write(chunk)
         spool.seek(0)
-        async with rootfs.container_root(daemon.manager, c) as root:
+        async with rootfs.open_root(daemon.manager, c) as root:
             await asyncio.to_thread(rootfs.extract_tar, root, p, spool,
                                     qbool(noOverwriteDirNonDir), qbool(copyUIDGID))
     daemon.emit(c, "extract-to-dir")
