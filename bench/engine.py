@@ -18,6 +18,13 @@ containerd; iptables is left alone (--iptables=false) so nothing leaks onto the
 host's tables. dockyard runs managerd + apid on temporary roots. Both pull the
 same busybox image from a loopback registry started here. Everything started
 is stopped and removed at the end, also on failure.
+
+Both daemons run at the same time and the measurements are interleaved (run
+--rm alternates between them, the order swapped every round; the list requests
+alternate too): on a shared, loaded machine a load swing then hits both
+figures alike. Besides the ratio of the medians, the report gives the median
+of the per-round ratios of run --rm (each dockyard run against the dockerd run
+next to it).
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import contextlib
+import functools
 import http.client
 import os
 import platform
@@ -163,25 +171,42 @@ def timed(fn) -> float:
     return time.perf_counter() - t
 
 
-def bench(engine: Engine, image: str, n: int, count: int, parallel: int, listed: int
-          ) -> dict[str, float]:
-    engine.docker("pull", image)
-    engine.docker("run", "--rm", image, "true")  # warm caches
-    runs = [timed(lambda: engine.docker("run", "--rm", image, "true")) for _ in range(n)]
-    with concurrent.futures.ThreadPoolExecutor(parallel) as pool:
-        t0 = time.perf_counter()
-        list(pool.map(lambda _: engine.docker("run", "-d", image, "sleep", "600"),
-                      range(count)))
-        batch = time.perf_counter() - t0
-    engine.cleanup()
-    with concurrent.futures.ThreadPoolExecutor(parallel) as pool:
-        list(pool.map(lambda _: engine.docker("create", image, "true"), range(listed)))
-    status, body = engine.get("/containers/json?all=1")
-    assert status == 200 and body.count(b'"Id"') >= listed, (status, body[:200])
-    lists = [timed(lambda: engine.get("/containers/json?all=1")) for _ in range(20)]
-    engine.cleanup()
-    return {"run_rm": statistics.median(runs), "run_d_batch": batch,
-            "list": statistics.median(lists)}
+def bench(engines: list[Engine], image: str, n: int, count: int, parallel: int,
+          listed: int) -> dict[str, dict[str, float]]:
+    """Every figure for every engine, interleaved (see the module docstring)."""
+    out: dict[str, dict[str, float]] = {e.name: {} for e in engines}
+    for e in engines:
+        e.docker("pull", image)
+        e.docker("run", "--rm", image, "true")  # warm caches
+    runs: dict[str, list[float]] = {e.name: [] for e in engines}
+    for i in range(n):
+        for e in (engines if i % 2 == 0 else engines[::-1]):
+            runs[e.name].append(timed(functools.partial(e.docker, "run", "--rm", image,
+                                                         "true")))
+    for e in engines:
+        out[e.name]["run_rm"] = statistics.median(runs[e.name])
+        out[e.name]["_runs"] = runs[e.name]  # type: ignore[assignment]
+    for e in engines:
+        with concurrent.futures.ThreadPoolExecutor(parallel) as pool:
+            t0 = time.perf_counter()
+            list(pool.map(lambda _, e=e: e.docker("run", "-d", image, "sleep", "600"),
+                          range(count)))
+            out[e.name]["run_d_batch"] = time.perf_counter() - t0
+        e.cleanup()
+    for e in engines:
+        with concurrent.futures.ThreadPoolExecutor(parallel) as pool:
+            list(pool.map(lambda _, e=e: e.docker("create", image, "true"),
+                          range(listed)))
+        status, body = e.get("/containers/json?all=1")
+        assert status == 200 and body.count(b'"Id"') >= listed, (status, body[:200])
+    lists: dict[str, list[float]] = {e.name: [] for e in engines}
+    for _ in range(20):
+        for e in engines:
+            lists[e.name].append(timed(functools.partial(e.get, "/containers/json?all=1")))
+    for e in engines:
+        out[e.name]["list"] = statistics.median(lists[e.name])
+        e.cleanup()
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -200,32 +225,34 @@ def main(argv: list[str] | None = None) -> int:
     if os.geteuid() != 0:
         print("bench/engine.py needs root", file=sys.stderr)
         return 2
-    results: dict[str, dict[str, float]] = {}
+    load_start = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="dybench-") as tmp, contextlib.ExitStack() as stack:
         base = Path(tmp)
         reg = stack.enter_context(start_registry(base / "registry"))
         images.push(reg, "busybox", "latest", images.busybox_image(cmd=["sh"]))
         image = f"{reg.host}/busybox:latest"
-        starters = {"dockerd": start_dockerd, "dockyard": start_dockyard}
-        for name, start in starters.items():
+        engines = []
+        for name in ("dockerd", "dockyard"):
             if a.only and a.only != name:
                 continue
-            with contextlib.ExitStack() as inner:
-                (base / name).mkdir()
-                engine = (start_dockyard(base / name, a.cli, inner, a.runtime)
-                          if name == "dockyard" else start(base / name, a.cli, inner))
-                try:
-                    results[name] = bench(engine, image, a.n, a.count, a.parallel, a.list)
-                finally:
-                    engine.cleanup()
-            print(f"{name}: " + ", ".join(f"{k}={v * 1000:.0f} ms"
-                                          for k, v in results[name].items()), flush=True)
+            (base / name).mkdir()
+            engines.append(start_dockyard(base / name, a.cli, stack, a.runtime)
+                           if name == "dockyard" else start_dockerd(base / name, a.cli, stack))
+        try:
+            results = bench(engines, image, a.n, a.count, a.parallel, a.list)
+        finally:
+            for e in engines:
+                e.cleanup()
+    for name, r in results.items():
+        print(f"{name}: " + ", ".join(f"{k}={v * 1000:.0f} ms" for k, v in r.items()
+                                      if not k.startswith("_")), flush=True)
     cli_version = subprocess.run([a.cli, "--version"], capture_output=True,
                                  text=True).stdout.strip()
     load = os.getloadavg()[0]
-    print(f"\n{platform.node()} {platform.release()} {os.cpu_count()} cpus, load {load:.1f}; "
-          f"{cli_version}; n={a.n} count={a.count} parallel={a.parallel} list={a.list}; "
-          f"dockyard runtime={a.runtime or 'dockyard-shim'}")
+    print(f"\n{platform.node()} {platform.release()} {os.cpu_count()} cpus, load "
+          f"{load_start:.1f} -> {load:.1f}; {cli_version}; n={a.n} count={a.count} "
+          f"parallel={a.parallel} list={a.list}; dockyard runtime="
+          f"{a.runtime or 'dockyard-shim'}")
     print("| figure | dockerd | dockyard | ratio |\n| --- | --- | --- | --- |")
     labels = {"run_rm": "`docker run --rm busybox true` (median)",
               "run_d_batch": f"`docker run -d` x{a.count}, {a.parallel} at a time (wall)",
@@ -234,9 +261,19 @@ def main(argv: list[str] | None = None) -> int:
         d = results.get("dockerd", {}).get(key)
         y = results.get("dockyard", {}).get(key)
         ratio = f"{y / d:.2f}x" if d and y else "-"
+
         def fmt(v):
             return (f"{v * 1000:.0f} ms" if v is not None else "-")
         print(f"| {label} | {fmt(d)} | {fmt(y)} | {ratio} |")
+    if len(results) == 2:
+        pairs = [y / d for d, y in zip(results["dockerd"]["_runs"],
+                                       results["dockyard"]["_runs"], strict=True)]
+        print(f"\nrun --rm, per-round ratios (dockyard / dockerd): median "
+              f"{statistics.median(pairs):.2f}x, range {min(pairs):.2f}-{max(pairs):.2f}x; "
+              "runs in ms: dockerd " + " ".join(f"{v * 1000:.0f}" for v in
+                                                results["dockerd"]["_runs"])
+              + " / dockyard " + " ".join(f"{v * 1000:.0f}" for v in
+                                          results["dockyard"]["_runs"]))
     return 0
 
 

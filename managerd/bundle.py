@@ -94,7 +94,8 @@ def create(bundle: str, spec: dict, mounts: list[Mount], source_root: str = "") 
 
 
 def remove(bundle: str) -> None:
-    """Unmount the rootfs and delete the bundle directory (no error if absent).
+    """Unmount the rootfs and delete the bundle directory (no error if absent): renamed
+    away at once, its files removed in the background (atomic_delete).
 
     Raises:
         OSError: the rootfs stays mounted (busy); the directory is then kept.
@@ -102,9 +103,10 @@ def remove(bundle: str) -> None:
     rootfs = rootfs_path(bundle)
     if os.path.isdir(rootfs):
         try:
-            unmount(rootfs)
+            unmount(rootfs)  # returns once umount2 says rootfs is no mount point
         except OSError:
             unmount(rootfs, lazy=True)  # busy (a process has its cwd there): detach it
-        if is_mountpoint(rootfs):
-            raise OSError(f"rootfs `{rootfs}` is still mounted: not removing the bundle")
-    atomic_delete(bundle)
+            if is_mountpoint(rootfs):
+                raise OSError(f"rootfs `{rootfs}` is still mounted: not removing the "
+                              "bundle") from None
+    atomic_delete(bundle, background=True)

@@ -243,7 +243,7 @@ class Snapshots:
         with self.db.tx() as conn:
             row = self._row(ns, sn, key)
             self._remove_row(conn, row, key)
-        atomic_delete(drv.dir(row["id"]))
+        atomic_delete(drv.dir(row["id"]), background=True)  # renamed now, emptied later
         from dockyard.protos.events import snapshot_pb2
         self.events.publish(ns, "/snapshot/remove",
                             snapshot_pb2.SnapshotRemove(key=key, snapshotter=sn))

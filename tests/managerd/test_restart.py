@@ -187,6 +187,9 @@ def test_kill9_restart_survival(managerd_factory, shim_bin, tmp_path, subreaper,
             if p[0] != m.proc.pid and "_zygote" not in p[1]] == []
     for cid in [*printers, chatter]:
         assert th.leaked_cgroups(cid) == []
+    deadline = time.monotonic() + 10  # bundles are emptied by a background thread
+    while os.listdir(state_dir) and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert os.listdir(state_dir) == []
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 from dockyard.managerd.snapshots.mount import Mount, is_mountpoint, mount_all, unmount
@@ -113,8 +114,14 @@ def test_remove_rules(client, managerd):
     client.snapshots.Remove(pb.RemoveSnapshotRequest(key="p"), timeout=5)
     with pytest.raises(errdefs.NotFound, match="snapshot p"):
         client.snapshots.Stat(pb.StatSnapshotRequest(key="p"), timeout=5)
-    hidden = [n for n in os.listdir(managerd.root / "snapshots" / "overlayfs")
-              if n.startswith(".")]
+    # the directories are renamed away at once and emptied by a background thread
+    deadline = time.monotonic() + 10
+    while True:
+        hidden = [n for n in os.listdir(managerd.root / "snapshots" / "overlayfs")
+                  if n.startswith(".")]
+        if not hidden or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     assert hidden == []
 
 
