@@ -8,10 +8,13 @@ sent in-stream as `{"errorDetail": {"message"}, "error"}`.
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import fnmatch
 import json
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Annotated
 
 from dockyard.apid import views
@@ -286,10 +289,62 @@ async def commit(request: Request, container: str = "", repo: str | None = None,
         except ValueError as err:
             raise errdefs.InvalidArgument(f"invalid JSON: {err}") from err
     reference = f"{repo}:{tag or 'latest'}" if repo else ""
-    image_id = await daemon.manager.commit(c.id, reference, author or "", comment or "",
-                                           changes or [], config)
+    async with _paused_for_commit(daemon, c.id, qbool(pause, default=True)):
+        image_id = await daemon.manager.commit(c.id, reference, author or "", comment or "",
+                                               changes or [], config)
     daemon.emit(c, "commit", comment=comment or "")
     return JSONResponse({"Id": image_id}, status_code=201)
+
+
+@dataclass
+class _CommitPause:
+    """A pause taken by commits of one container: the first pauses, the last unpauses."""
+
+    holders: int
+    paused: asyncio.Task
+
+
+# container id -> the pause its running commits share (per process: container ids are
+# unique, and only this daemon's commits pause through it)
+_commit_pauses: dict[str, _CommitPause] = {}
+_thawing: set[asyncio.Task] = set()  # the event loop holds tasks weakly
+
+
+@contextlib.asynccontextmanager
+async def _paused_for_commit(daemon, container_id: str, pause: bool) -> AsyncIterator[None]:
+    """Freeze a running container for the diff (dockerd's `pause=true`, the default) so
+    the layer is a consistent snapshot, and thaw it afterwards, also on failure. A
+    container paused by the user stays paused; `pause=false` leaves it running."""
+    held = _commit_pauses.get(container_id)
+    if not pause or (held is None and daemon.get(container_id).state.status != "running"):
+        yield
+        return
+    if held is None:
+        held = _CommitPause(0, asyncio.ensure_future(daemon.pause(container_id)))
+        _commit_pauses[container_id] = held
+    held.holders += 1
+    try:
+        await asyncio.shield(held.paused)
+        yield
+    finally:
+        held.holders -= 1
+        if held.holders == 0:
+            del _commit_pauses[container_id]
+            # a task of its own: a cancelled request (client gone) must still thaw it
+            task = asyncio.ensure_future(_thaw(daemon, container_id, held))
+            _thawing.add(task)
+            task.add_done_callback(_thawing.discard)
+            await asyncio.shield(task)
+
+
+async def _thaw(daemon, container_id: str, held: _CommitPause) -> None:
+    try:
+        await held.paused
+    except errdefs.EngineError:
+        return  # never paused
+    # unpaused (or removed) by someone else meanwhile: nothing to undo
+    with contextlib.suppress(errdefs.FailedPrecondition, errdefs.NotFound):
+        await daemon.unpause(container_id)
 
 
 # OpenAPI: an optional container Config is the body
