@@ -101,6 +101,18 @@ class _Runtime:
     pending_attach: list[tuple[asyncio.Event, asyncio.Event]] = field(default_factory=list)
     oom: bool = False  # managerd reported /tasks/oom for the current run
     exit_seen: asyncio.Event = field(default_factory=asyncio.Event)  # /tasks/exit read
+    # saves of one container go out one at a time, each with the state as it is when its
+    # turn comes: a save started later never lands before an earlier one
+    save_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # cleared while a start finishes (its save): the exit of that run waits for it before
+    # it records the exit, so events stay start -> die and the saved state ends "exited"
+    started: asyncio.Event = field(default_factory=lambda: _set_event())
+
+
+def _set_event() -> asyncio.Event:
+    event = asyncio.Event()
+    event.set()
+    return event
 
 
 async def _first_set(*events: asyncio.Event) -> None:
@@ -172,9 +184,10 @@ class Daemon:
         self.events.publish("container", action, c.id, self._attrs(c, **extra))
 
     async def save(self, c: Container) -> None:
-        labels = {k: str(v) for k, v in (c.config.get("Labels") or {}).items()}
-        labels[NAME_LABEL] = c.name
-        await self.manager.update_container(c.id, labels, {EXTENSION: c.to_json()})
+        async with self.rt(c.id).save_lock:
+            labels = {k: str(v) for k, v in (c.config.get("Labels") or {}).items()}
+            labels[NAME_LABEL] = c.name
+            await self.manager.update_container(c.id, labels, {EXTENSION: c.to_json()})
 
     # --- start-up -----------------------------------------------------------------------
 
@@ -227,6 +240,7 @@ class Daemon:
             if was_running:
                 c.state.exit_code = status.code
                 c.state.finished_at = status.exited_at or time.time()
+        await self._release_ipc(c)  # it stopped while apid was away: its shm tmpfs goes
         if was_running:
             c.state.status = "exited"
             c.state.pid = 0
@@ -683,10 +697,16 @@ class Daemon:
             raise errdefs.InvalidArgument(message) from err
         c.state = State(status="running", pid=pid, started_at=time.time(),
                         health=self._initial_health(c))
-        await self.save(c)
+        # the exit watch first: a short-lived container's exit handling (its task delete)
+        # then overlaps this save; it records the exit once the save is done (rt.started)
+        rt.started = asyncio.Event()
         self.emit(c, "start")
         self._watch(c)
         self._start_health(c)
+        try:
+            await self.save(c)
+        finally:
+            rt.started.set()
 
     async def _open_pending_attaches(self, c: Container) -> None:
         """Let attach requests that came before start subscribe between task create and
@@ -773,6 +793,7 @@ class Daemon:
             rt.health.cancel()
         deleted = await self._delete_task(c)
         await self._release_ipc(c)
+        await rt.started.wait()  # the start of this run saved its state (see _start)
         code = status.code if status.code is not None else deleted.code
         c.state.status = "exited"
         c.state.pid = 0
