@@ -223,3 +223,22 @@ def test_docker_py_namespaces(stack, busybox, donor):
             client.containers.create(busybox, "true", ipc_mode="sideways")
     finally:
         client.close()
+
+
+def test_shareable_restart_and_failed_start_leave_nothing(stack, busybox, name):
+    # a start that fails (command not found) unmounts the shm tmpfs it mounted
+    r = stack.docker("run", "--name", name, "--ipc", "shareable", busybox, "/dy-nope")
+    assert r.returncode == 127, r.stderr
+    no_leftovers(stack)
+    stack.docker("rm", "-f", name)
+    # a restarted donor gets a fresh tmpfs; joiners can join again
+    assert stack.docker("run", "-d", "--name", name, "--ipc", "shareable", busybox,
+                        "sleep", "600").returncode == 0
+    try:
+        assert stack.docker("restart", "-t", "0", name).returncode == 0
+        out = run(stack, "--ipc", f"container:{name}", busybox, "sh", "-c",
+                  "grep ' /dev/shm ' /proc/mounts")
+        assert " tmpfs " in out, out
+    finally:
+        stack.docker("rm", "-f", name)
+    no_leftovers(stack)
