@@ -27,7 +27,7 @@ import os
 from dockyard import errdefs
 
 __all__ = ["join_path", "shm_path", "is_mounted", "bind_namespace", "release_join",
-           "mount_shm", "unmount_shm"]
+           "release_stale_joins", "mount_shm", "unmount_shm"]
 
 JOIN_KINDS = ("ipc", "pid")
 
@@ -84,6 +84,23 @@ async def release_join(path: str) -> None:
         os.unlink(path)
     with contextlib.suppress(OSError):
         os.rmdir(os.path.dirname(path))
+
+
+async def release_stale_joins(exec_root: str) -> int:
+    """Remove every join path under exec_root (left by an apid that died while a task was
+    being created; none is in use when apid starts). Returns how many were removed."""
+    base = os.path.join(exec_root, "nsjoin")
+    count = 0
+    with contextlib.suppress(FileNotFoundError):
+        for container_id in os.listdir(base):
+            for kind in JOIN_KINDS:
+                path = join_path(exec_root, container_id, kind)
+                if os.path.lexists(path):
+                    await release_join(path)
+                    count += 1
+            with contextlib.suppress(OSError):
+                os.rmdir(os.path.join(base, container_id))
+    return count
 
 
 async def mount_shm(path: str, size: int) -> None:
