@@ -168,3 +168,16 @@ def test_docker_py_devices(stack, busybox):
             client.containers.run(busybox, "true", remove=True, devices=["/etc/hostname"])
     finally:
         client.close()
+
+
+def test_block_device(stack, busybox):
+    blk = "/dev/loop7"
+    if not os.path.exists(blk) or not stat.S_ISBLK(os.stat(blk).st_mode):
+        pytest.skip(f"{blk} is not on this host")
+    host = os.stat(blk)
+    out = run(stack, "--device", f"{blk}:/dev/xvdz:r", busybox, "sh", "-c",
+              "ls -l /dev/xvdz; (: </dev/xvdz) && echo r-ok")
+    lines = out.splitlines()
+    assert lines[0].startswith("brw-------"), out
+    assert f"{os.major(host.st_rdev)},   {os.minor(host.st_rdev)}" in lines[0], out
+    assert lines[1] == "r-ok"

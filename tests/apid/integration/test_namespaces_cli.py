@@ -177,7 +177,10 @@ def test_pid_donor_stop_kills_joiner_and_removal_allowed(stack, busybox, name):
     pj, ij = f"{name}-pj", f"{name}-ij"
     try:
         assert stack.docker("run", "-d", "--name", pj, "--pid", f"container:{name}", busybox,
-                            "sleep", "600").returncode == 0
+                            "sleep", "601").returncode == 0
+        # an exec in the joiner lives in the donor's pid namespace too
+        ps = " ".join(stack.docker("exec", pj, "ps", "-o", "pid,args").stdout.decode().split())
+        assert "1 sleep 600" in ps and "sleep 601" in ps, ps
         assert stack.docker("run", "-d", "--name", ij, "--ipc", f"container:{name}", busybox,
                             "sleep", "600").returncode == 0
         # removing a donor is allowed while joiners exist (dockerd has no such check)
