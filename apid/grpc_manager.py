@@ -510,13 +510,16 @@ class GrpcManager:
         call = self.transfer.Pull(xpb.PullRequest(reference=ref, platform=platform,
                                                   credentials=self._creds(auth)),
                                   metadata=self.md())
-        with _mapped(f"pull {ref}"):
-            while True:
-                msg = await call.read()
-                if msg is grpc.aio.EOF:
-                    return
-                for obj in renderer.render(msg):
-                    yield obj
+        try:
+            with _mapped(f"pull {ref}"):
+                while True:
+                    msg = await call.read()
+                    if msg is grpc.aio.EOF:
+                        return
+                    for obj in renderer.render(msg):
+                        yield obj
+        finally:
+            call.cancel()  # the HTTP client went away (or we failed): managerd stops the pull
 
     async def push(self, name: str, reference: str, auth: dict[str, Any]
                    ) -> AsyncIterator[dict[str, Any]]:

@@ -106,11 +106,16 @@ class TransferService(pb_grpc.TransferServicer):
         ns = namespace(context)
         if not request.reference:
             raise InvalidArgument("pull: reference is required")
+        # a cancelled call (client gone, deadline) stops the pull: downloads, unpacking,
+        # lease (called at every end of the RPC: after a finished pull it is a no-op)
+        token = pull.CancelToken()
+        if not context.add_callback(token.cancel):
+            token.cancel()
 
         def work(progress):
             res = pull.pull(self.svc, ns, request.reference, platform=request.platform,
                             credentials=_creds(request.credentials), progress=progress,
-                            snapshotter=request.snapshotter or None)
+                            snapshotter=request.snapshotter or None, cancel_token=token)
             return pb.Progress(id=res.name, status="done", pulled=pb.PullResult(
                 name=res.name, digest=res.target.digest, id=res.config.digest,
                 up_to_date=res.up_to_date))

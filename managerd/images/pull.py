@@ -10,6 +10,14 @@ happens under a lease, so a failed or killed pull leaves nothing that
 garbage collection will not remove, and a later pull resumes partial
 downloads. Downloads run in parallel (fetch.Fetcher); unpacking is in layer
 order and starts while the first layer still downloads.
+
+A pull is cancelled through its `CancelToken` (the Transfer RPC cancels it when
+the client goes away): every wait of the pull wakes with `PullCancelled`, its
+downloads stop (unless another pull still wants them), half-unpacked snapshots
+and staging dirs are removed, no image record is written, and its lease is
+deleted with a synchronous collection. By design the bytes downloaded so far
+stay as resumable ingests (content/ingest/, as containerd keeps them): the next
+pull of the same blob continues from there with a Range request.
 """
 
 from __future__ import annotations
@@ -22,10 +30,11 @@ import tempfile
 import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from dockyard.errdefs import AlreadyExists, InvalidArgument, NotFound
+from dockyard.errdefs import AlreadyExists, InvalidArgument, NotFound, Unavailable
 
 from . import mediatypes, platforms
 from . import reference as refs
@@ -62,7 +71,7 @@ from .progress import (
     short_id,
 )
 
-__all__ = ["PullResult", "pull"]
+__all__ = ["PullResult", "pull", "CancelToken", "PullCancelled"]
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +87,64 @@ class PullResult:
     config: Descriptor
     up_to_date: bool = False
     layers: list[str] = field(default_factory=list)  # chain ids
+
+
+class PullCancelled(Unavailable):
+    """The pull was cancelled (its client went away); nothing of it was kept."""
+
+
+class CancelToken:
+    """Cancels a running pull from another thread: `cancel()` once, callbacks run then."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._callbacks: list[Callable[[], None]] = []
+        self._cancelled = False
+
+    def cancel(self) -> None:
+        with self._lock:
+            if self._cancelled:
+                return
+            self._cancelled = True
+            callbacks, self._callbacks = self._callbacks, []
+        for fn in callbacks:
+            fn()
+
+    def is_cancelled(self) -> bool:
+        return self._cancelled
+
+    def on_cancel(self, fn: Callable[[], None]) -> Callable[[], None]:
+        """Run fn at cancellation (now if already cancelled); returns an unregister."""
+        with self._lock:
+            if not self._cancelled:
+                self._callbacks.append(fn)
+                return lambda: self._discard(fn)
+        fn()
+        return lambda: None
+
+    def _discard(self, fn: Callable[[], None]) -> None:
+        with self._lock:
+            if fn in self._callbacks:
+                self._callbacks.remove(fn)
+
+
+def _follow(fut: Future) -> Future:
+    """A future of this pull's own that completes with `fut` (or is failed at
+    cancellation while a download shared with another pull goes on)."""
+    out: Future = Future()
+
+    def done(f: Future) -> None:
+        try:
+            err = f.exception()
+            if err is not None:
+                out.set_exception(err)
+            else:
+                out.set_result(f.result())
+        except InvalidStateError:
+            pass  # cancelled first
+
+    fut.add_done_callback(done)
+    return out
 
 
 def _layer_chunks(tap: Tap | None, future, open_blob):
@@ -128,7 +195,8 @@ def resolve(svc, ns: str, ref: refs.Reference, endpoint, want: platforms.Platfor
 
 
 def pull(svc, ns: str, text: str, *, platform: str = "", credentials: Credentials | None = None,
-         progress: ProgressFn = discard, snapshotter: str | None = None) -> PullResult:
+         progress: ProgressFn = discard, snapshotter: str | None = None,
+         cancel_token: CancelToken | None = None) -> PullResult:
     """Pull an image into namespace ns (see the module docstring).
 
     Args:
@@ -136,8 +204,10 @@ def pull(svc, ns: str, text: str, *, platform: str = "", credentials: Credential
             leases, registry client, fetcher.
         text: the reference as the user typed it.
         platform: `os/arch[/variant]`; empty = this host.
+        cancel_token: cancelling it makes the pull raise PullCancelled promptly.
 
     Raises:
+        PullCancelled: the token was cancelled (nothing kept but resumable ingests).
         InvalidArgument: bad reference or platform; a blob or layer that fails
             verification (LayerError names it).
         NotFound: unknown repository, tag, or no manifest for the platform.
@@ -154,17 +224,37 @@ def pull(svc, ns: str, text: str, *, platform: str = "", credentials: Credential
     staged: dict = {}  # layer index -> Future[_Staged]
     cancel = threading.Event()  # set when the pull fails: staging workers stop early
     ok = False
+    taps: dict[int, Tap] = {}
+    futures: dict[int, Future] = {}
+    cancelled = PullCancelled(f"pull {ref}: cancelled")
+
+    def on_cancel() -> None:
+        # wake every wait of this pull: its taps, its download futures, its stagers
+        cancel.set()
+        for tap in list(taps.values()):
+            tap.finish(cancelled)
+        for fut in list(futures.values()):
+            try:
+                fut.set_exception(cancelled)
+            except InvalidStateError:
+                pass  # already done
+
+    def check() -> None:
+        if cancel_token is not None and cancel_token.is_cancelled():
+            raise cancelled
+
+    unregister = cancel_token.on_cancel(on_cancel) if cancel_token else (lambda: None)
     try:
         target, man_desc, image = resolve(svc, ns, ref, endpoint, want, lease, progress)
+        check()
         config_data = svc.fetch_small(ns, endpoint, ref.path, image.config, lease)
+        check()
         config = parse_config(config_data, len(image.layers), f"config {image.config.digest}")
         diff_ids = config["rootfs"]["diff_ids"]
         chains = chain_ids(diff_ids)
         # which layers need what
         have_snap = [svc.snapshot_exists(ns, snapshotter, c) for c in chains]
         top_present = max((i for i, h in enumerate(have_snap) if h), default=-1)
-        taps: dict[int, Tap] = {}
-        futures: dict[int, object] = {}
         for i, layer in enumerate(image.layers):
             sid = short_id(layer.digest)
             need_unpack = i > top_present
@@ -177,9 +267,12 @@ def pull(svc, ns: str, text: str, *, platform: str = "", credentials: Credential
             fut, job, started = svc.fetcher.fetch(ns, endpoint, ref.path, layer, lease, progress,
                                                   tap)
             jobs.append(job)
-            futures[i] = fut
+            futures[i] = _follow(fut)
             if started and tap:
                 taps[i] = tap
+        if cancel_token is not None and cancel_token.is_cancelled():
+            on_cancel()  # cancelled while the downloads were being set up
+            raise cancelled
         # overlayfs layers do not need their parents' files to be unpacked: unpack
         # them side by side into staging dirs, then move each into its snapshot in
         # order (dockerd and containerd unpack one layer after the other)
@@ -212,14 +305,22 @@ def pull(svc, ns: str, text: str, *, platform: str = "", credentials: Credential
                 _unpack(svc, ns, snapshotter, layer, diff_ids[i], chains[i], parent, lease,
                         None if i in staged else taps.get(i), futures.get(i), progress)
             progress(Progress(sid, DONE))
+            check()
         for fut in futures.values():
             fut.result()
+        check()
         # pinned by digest, Docker keeps the tag only for display: the name is repo@digest
         name = str(ref.with_digest(ref.digest)) if ref.digest else str(ref)
         up_to_date = svc.set_image(ns, name, target)
         ok = True
         return PullResult(name, target, man_desc, image.config, up_to_date, chains)
+    except Exception as err:
+        if cancel_token is not None and cancel_token.is_cancelled() and err is not cancelled:
+            # woken by the cancellation in whatever wait it was (a stager's LayerError...)
+            raise cancelled from err
+        raise
     finally:
+        unregister()
         if not ok:
             cancel.set()
         for fut in staged.values():
