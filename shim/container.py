@@ -43,7 +43,7 @@ from dockyard.oci.state import (
 )
 
 __all__ = ["Container", "CreateOptions", "ShimError", "load", "list_ids", "parse_signal",
-           "check_id", "write_pid_file", "remove_state_dir"]
+           "check_id", "write_pid_file", "remove_state_dir", "exec_outcome"]
 
 STATE_FILE = "state.json"
 FIFO = "exec.fifo"
@@ -648,9 +648,14 @@ class Container:
         try:
             _warm.stop()  # no fork while the warm-up thread lives
             pid = os.fork()
-        except BaseException:
+        except BaseException as err:
             if restore is not None:
                 restore()
+            if isinstance(err, OSError) and err.errno == errno.ENOMEM and pid_fd is not None \
+                    and not _alive(self.pid, int(self.data.get("start_time") or 0)):
+                # the kernel refuses new members of a pid namespace whose init died
+                raise FailedPrecondition("cannot exec in a stopped container "
+                                         "(its init exited)") from None
             raise
         if pid == 0:
             parent.close()
@@ -664,17 +669,17 @@ class Container:
             console.close()
         try:
             joined = tr.begin("cgroup join", pid=pid) if tr else None
-            msg = _join_cgroup(mgr, pid, parent, span=joined)  # None: the program was exec'd
+            msg = _join_cgroup(mgr, pid, parent, span=joined)  # None: exec'd or died
         except BaseException:
             _kill_and_reap(pid)
             raise
         finally:
             parent.close()
+        error = exec_outcome(pid, msg, process["args"][0])
         if tr:
-            tr.end(span, pid=pid, **({"error": msg.get("msg") or "exec failed"} if msg else {}))
-        if msg is not None:
-            _kill_and_reap(pid)
-            raise ShimError(msg.get("msg") or "exec failed", exit_code=255)
+            tr.end(span, pid=pid, **({"error": error} if error else {}))
+        if error is not None:
+            raise ShimError(error, exit_code=255)
         if detach:
             if pid_file:
                 write_pid_file(pid_file, pid)
@@ -791,6 +796,54 @@ def _child_failure(pid: int, msg: dict | None) -> str:
     if os.WIFSIGNALED(status):
         return f"container init was killed by signal {os.WTERMSIG(status)} during create"
     return "container init exited during create"
+
+
+_PF_FORKNOEXEC = 0x40  # task flag: forked but did not exec (include/linux/sched.h)
+
+
+def exec_outcome(pid: int, msg: dict | None, program: str) -> str | None:
+    """After the sync exchange with an exec child: None if it exec'd the
+    program, else the error to report (the child is then reaped).
+
+    `msg` is the child's last message: an `error` from the child, or None at
+    end-of-file, which is either the exec or the child's death (see
+    `_never_execd`): killed with the container's pid namespace when its init
+    exits, for one, before it could even read `proceed`."""
+    if msg is not None:
+        _kill_and_reap(pid)
+        return str(msg.get("msg") or "exec failed")
+    if _never_execd(pid):
+        return (f"exec failed: the process {_reap_status(pid)} before it ran {program!r} "
+                "(has the container's init exited?)")
+    return None
+
+
+def _never_execd(pid: int) -> bool:
+    """Whether our unreaped child `pid` has not called execve (successfully).
+
+    The sync socket's end-of-file cannot tell an exec from a death: both
+    close the child's end. The kernel clears PF_FORKNOEXEC (field 9 of
+    /proc/<pid>/stat, kept for zombies too) before it closes close-on-exec
+    descriptors, so once we saw end-of-file the flag says which it was. The
+    pid cannot be reused while we have not reaped it."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return False  # cannot tell: do not invent a failure
+    return bool(int(data[data.rindex(b")") + 2:].split()[6]) & _PF_FORKNOEXEC)
+
+
+def _reap_status(pid: int) -> str:
+    """Reap our child (it has closed its end of the sync socket, so it has
+    exited or is exiting) and say how it ended."""
+    try:
+        _, status = os.waitpid(pid, 0)
+    except ChildProcessError:
+        return "ended"
+    if os.WIFSIGNALED(status):
+        return f"was killed by signal {os.WTERMSIG(status)}"
+    return f"exited with status {os.WEXITSTATUS(status)}"
 
 
 def _kill_and_reap(pid: int) -> None:

@@ -13,7 +13,7 @@ youki `message.rs`).
 | 1a | child (init) | `{"type": "hooks"}` | only with prestart/createRuntime/createContainer hooks (then the join comes first): sent before pivot_root; the parent runs prestart and createRuntime (state `creating`, host pid) and answers `proceed`; the child runs createContainer itself (in the container's namespaces) and pivots | a failing hook: the parent kills the child and undoes everything |
 | 2 | child (init) | `{"type": "ready"}` | rootfs, devices, hostname, sysctls, masked/readonly paths, user, caps done; the parent applies `linux.resources` (already done after step 1 when the device nodes existed before the join), writes state.json and the pid file, and exits (`create`) or opens the exec fifo (`run`) | — |
 | 3 | child (init) | — | blocks opening the exec fifo for writing until `start` opens it for reading, writes `0`, runs startContainer hooks, installs seccomp, execve()s | — |
-| 4 | child | EOF | execve succeeded (close-on-exec closed the socket) | — |
+| 4 | child | EOF | execve succeeded (close-on-exec closed the socket), or the child died: the parent tells them apart by the child's PF_FORKNOEXEC flag (container.py `_never_execd`) | a child that died before its exec is a failure, with its signal or exit status |
 | any | child | `{"type": "error", "msg": "..."}` | the child exits right after (127/126 for exec failures); the parent kills and reaps it, undoes everything (cgroup, state dir) and reports `msg` as the one error line | — |
 | 1' | child (exec) | — | `exec` has no `ready`: the child joins every namespace, sets up the process, waits for `proceed`, and goes straight to step 4 | as above |
 
@@ -62,12 +62,20 @@ class Channel:
         self.sock.sendall(_json.dumps(fields).encode() + b"\n", _MSG_NOSIGNAL)
 
     def recv(self) -> dict | None:
-        """The next message, or None at end-of-file (the peer exited or exec'd)."""
+        """The next message, or None once the peer's end is gone (it exec'd or died).
+
+        A reset counts as end-of-file: the kernel reports ECONNRESET instead of
+        EOF when the peer's end was released with our message still unread in
+        it (unix_release_sock), i.e. the child died before reading `proceed`.
+        It says nothing more than EOF does; whoever expects an exec must check
+        that the child really exec'd (container.py `_never_execd`)."""
         while b"\n" not in self._buf:
             try:
                 chunk = self.sock.recv(65536)
             except InterruptedError:
                 continue
+            except ConnectionResetError:
+                chunk = b""
             if not chunk:
                 return None
             self._buf += chunk
