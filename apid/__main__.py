@@ -29,7 +29,7 @@ import ssl
 import sys
 from dataclasses import dataclass, field
 
-from dockyard import errdefs, paths
+from dockyard import errdefs, paths, tracefiles
 
 __all__ = ["Config", "Server", "main", "parse_args"]
 
@@ -51,6 +51,8 @@ class Config:
     tlskey: str | None = None
     insecure_tcp_forced: bool = False
     log_level: str = "info"
+    # span file retention in <exec-root>/trace (dockyard/tracefiles.py)
+    trace_retention: tracefiles.Retention = field(default_factory=tracefiles.Retention)
 
 
 def _default_init() -> str | None:
@@ -82,13 +84,15 @@ def parse_args(argv: list[str] | None = None) -> Config:
                         "gets root on this host)")
     p.add_argument("--log-level", default=env("DOCKYARD_LOG_LEVEL", "info"),
                    choices=["debug", "info", "warning", "error"])
+    tracefiles.add_arguments(p, env)  # --trace-max-age/-files/-bytes
     a = p.parse_args(argv)
     return Config(data_root=a.data_root, exec_root=a.exec_root,
                   hosts=a.hosts or [paths.APID_ADDRESS], group=a.group, managerd=a.managerd,
                   namespace=a.namespace,
                   init_path=a.init_path or _default_init(), tlsverify=a.tlsverify,
                   tlscacert=a.tlscacert, tlscert=a.tlscert, tlskey=a.tlskey,
-                  insecure_tcp_forced=a.insecure_tcp_forced, log_level=a.log_level)
+                  insecure_tcp_forced=a.insecure_tcp_forced, log_level=a.log_level,
+                  trace_retention=tracefiles.from_args(a))
 
 
 def _tcp_addr(host: str) -> tuple[str, int]:
@@ -154,6 +158,7 @@ class Server:
         self.manager = None
         self._stop = asyncio.Event()
         self._restore_task: asyncio.Task | None = None
+        self._trace_sweeper: tracefiles.Sweeper | None = None
 
     async def startup(self) -> None:
         import uvicorn
@@ -165,6 +170,8 @@ class Server:
         _validate(self.config)
         os.makedirs(f"{self.config.data_root}/containers", exist_ok=True)
         os.makedirs(self.config.exec_root, exist_ok=True)
+        self._trace_sweeper = tracefiles.Sweeper(f"{self.config.exec_root}/trace",
+                                                 self.config.trace_retention).start()
         self.manager = GrpcManager(self.config.managerd, namespace=self.config.namespace)
         self.daemon = Daemon(self.manager, DaemonConfig(
             data_root=self.config.data_root, exec_root=self.config.exec_root,
@@ -227,6 +234,8 @@ class Server:
     async def shutdown(self) -> None:
         if self._restore_task is not None:
             self._restore_task.cancel()
+        if self._trace_sweeper is not None:
+            await asyncio.to_thread(self._trace_sweeper.stop)
         for server in self.servers:
             server.should_exit = True
             with contextlib.suppress(Exception):

@@ -27,6 +27,9 @@ managerd finds the directory from its own config (`--trace-dir`, default
 context in the environment: `TRACEPARENT` (the same W3C string, naming
 managerd's span) and `DOCKYARD_TRACE_DIR`.
 `GET /v1/traces/{trace_id}` returns every span of the file sorted by start.
+Span files are removed by retention (age, count, total size: apid and managerd
+each run a `dockyard.tracefiles.Sweeper` on their directory; flags
+`--trace-max-age/-files/-bytes`), so a trace is readable for a limited time.
 
 Owns the span recording and the ASGI middleware; must not block the event loop
 on anything but a small append.

@@ -3,7 +3,8 @@
     dockyard-managerd [--root DIR] [--state DIR] [--address unix:///PATH]
                       [--log-level LEVEL] [--max-workers N] [--socket-group GID]
                       [--snapshotter auto|overlayfs|native] [--runtime PATH] [--log-root DIR]
-                      [--trace-dir DIR]
+                      [--trace-dir DIR] [--trace-max-age DURATION]
+                      [--trace-max-files N] [--trace-max-bytes SIZE]
 
 Defaults come from dockyard.paths (/var/lib/dockyard/manager,
 /run/dockyard/manager, unix:///run/dockyard/managerd.sock); the socket is
@@ -20,7 +21,7 @@ import sys
 
 from dockyard.managerd.config import Config
 
-from dockyard import paths
+from dockyard import paths, tracefiles
 
 
 def parse_args(argv: list[str] | None = None) -> Config:
@@ -61,6 +62,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
     p.add_argument("--trace-dir", default=env("DOCKYARD_TRACE_DIR", Config.trace_dir),
                    help="where traced calls append their spans: apid's <exec-root>/trace "
                         "(default %(default)s)")
+    tracefiles.add_arguments(p, env)  # --trace-max-age/-files/-bytes
     a = p.parse_args(argv)
     return Config(root=os.path.abspath(a.root), state=os.path.abspath(a.state),
                   address=a.address, log_level=a.log_level, max_workers=a.max_workers,
@@ -70,7 +72,8 @@ def parse_args(argv: list[str] | None = None) -> Config:
                   insecure_registries=tuple(a.insecure_registry),
                   registry_config=a.registry_config,
                   max_concurrent_downloads=a.max_concurrent_downloads,
-                  trace_dir=os.path.abspath(a.trace_dir))
+                  trace_dir=os.path.abspath(a.trace_dir), trace_max_age=a.trace_max_age,
+                  trace_max_files=a.trace_max_files, trace_max_bytes=a.trace_max_bytes)
 
 
 def main(argv: list[str] | None = None) -> int:

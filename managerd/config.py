@@ -33,3 +33,7 @@ class Config:
     # traced calls (gRPC metadata `traceparent`) append spans to <trace_dir>/<trace id>.jsonl,
     # the directory apid reads (<apid exec-root>/trace); see managerd/trace.py
     trace_dir: str = f"{paths.EXEC_ROOT}/trace"
+    # span file retention in trace_dir (src/dockyard/tracefiles.py; 0 = no limit)
+    trace_max_age: float = 3600.0
+    trace_max_files: int = 1000
+    trace_max_bytes: int = 256 << 20

@@ -49,6 +49,8 @@ class Server:
         from grpc_health.v1 import health, health_pb2, health_pb2_grpc
         from grpc_reflection.v1alpha import reflection
 
+        from dockyard.tracefiles import Retention, Sweeper
+
         self._claim_socket()
         self.ctx = build_context(self.config)
         removed = self.ctx.snapshots.cleanup()
@@ -60,6 +62,11 @@ class Server:
                              options=[("grpc.max_receive_message_length", 64 << 20),
                                       ("grpc.max_send_message_length", 64 << 20)])
         self.service_names = register_all(self.ctx, server)
+        # span file retention: a sweep now, then periodically (dockyard/tracefiles.py)
+        sweeper = Sweeper(self.config.trace_dir, Retention(
+            self.config.trace_max_age, self.config.trace_max_files,
+            self.config.trace_max_bytes)).start()
+        self.ctx.on_shutdown(sweeper.stop)
         self.health = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         for name in ["", *self.service_names]:
