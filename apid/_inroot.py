@@ -140,6 +140,7 @@ def _walk(rootfd: int, path: str, follow_last: bool) -> tuple[int, list[str]]:
                     names.pop()
                 continue
             fd = os.open(part, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=top())
+            target = None
             try:
                 mode = os.fstat(fd).st_mode
                 if stat.S_ISLNK(mode) and (parts or follow_last):
@@ -148,17 +149,19 @@ def _walk(rootfd: int, path: str, follow_last: bool) -> tuple[int, list[str]]:
                         raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), path)
                     # the link's own text (empty path: the fd itself), never re-looked-up
                     target = os.readlink("", dir_fd=fd)
-                    if target.startswith("/"):
-                        while stack:
-                            os.close(stack.pop())
-                        names.clear()
-                    parts = components(target) + parts
-                    continue
-                if parts and not stat.S_ISDIR(mode):
+                elif parts and not stat.S_ISDIR(mode):
                     raise OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), path)
             except BaseException:
                 os.close(fd)
                 raise
+            if target is not None:
+                os.close(fd)
+                if target.startswith("/"):
+                    while stack:
+                        os.close(stack.pop())
+                    names.clear()
+                parts = components(target) + parts
+                continue
             stack.append(fd)  # a directory, or the last component (a symlink not followed)
             names.append(part)
         result = stack.pop() if stack else os.dup(rootfd)

@@ -340,8 +340,7 @@ def tar_path(rootfd: int, path: str, out: IO[bytes]) -> None:
                 st = os.fstat(parent)
                 if stat.S_ISDIR(st.st_mode):
                     dfd = _inroot.reopen(parent, os.O_RDONLY | os.O_DIRECTORY)
-                    tar.addfile(_dir_header(arc, st))
-                    _tar_children(tar, dfd, arc, links)
+                    _tar_children(tar, dfd, arc, links, _dir_header(arc, st))
                 else:
                     _tar_tree(tar, parent, None, arc, st, links)
     finally:
@@ -369,18 +368,23 @@ def _tar_tree(tar: tarfile.TarFile, dirfd: int, name: str | None, arcname: str,
             if err.errno == errno.ELOOP:
                 return  # replaced by a symlink meanwhile: never followed
             raise
-        tar.addfile(_dir_header(arcname, os.fstat(dfd)))
-        _tar_children(tar, dfd, arcname, links)
+        _tar_children(tar, dfd, arcname, links, None)
     else:
         _tar_leaf(tar, dirfd, name, arcname, st, links)
 
 
 def _tar_children(tar: tarfile.TarFile, dfd: int, arcname: str,
-                  links: dict[tuple[int, int], str]) -> None:
-    """The tree below directory fd `dfd` (consumed), depth first, without recursion: a
-    container can make its tree deeper than Python's stack."""
-    stack: list[tuple[int, list[str], str]] = [(dfd, sorted(os.listdir(dfd), reverse=True),
-                                                 arcname)]
+                  links: dict[tuple[int, int], str], header: tarfile.TarInfo | None) -> None:
+    """Directory fd `dfd` (consumed: closed here) as an entry (`header`, else from its
+    fstat) and the tree below it, depth first, without recursion: a container can
+    make its tree deeper than Python's stack."""
+    stack: list[tuple[int, list[str], str]] = []
+    try:
+        tar.addfile(header or _dir_header(arcname, os.fstat(dfd)))
+        stack.append((dfd, sorted(os.listdir(dfd), reverse=True), arcname))
+    except BaseException:
+        os.close(dfd)
+        raise
     try:
         while stack:
             fd, names, prefix = stack[-1]

@@ -59,13 +59,21 @@ def contents(data: bytes) -> list[bytes]:
         return [tf.extractfile(m).read() for m in tf if m.isfile()]
 
 
+def open_fds() -> set[str]:
+    return set(os.listdir("/proc/self/fd"))
+
+
 @pytest.fixture(params=["openat2", "walk"])
 def resolver(request):
+    """Each resolver in turn; no fd may be left open by what the test did (errors too)."""
     if request.param == "openat2" and not _inroot.HAVE_OPENAT2:
         pytest.skip("the kernel has no openat2")
     old = _inroot.use_openat2(request.param == "openat2")
+    before = open_fds()
     yield request.param
     _inroot.use_openat2(old)
+    leaked = open_fds() - before
+    assert not leaked, f"fds left open: {leaked}"
 
 
 def test_cp_functions_stay_in_root_while_racing(tmp_path, host_marker, resolver):
@@ -172,7 +180,7 @@ def test_cp_into_and_out_of_a_racing_container(stack, racing, host_marker):
             assert time.monotonic() < deadline, stack.apid.log()
             time.sleep(0.1)
         ok_out = ok_in = 0
-        for i in range(ROUNDS // 3):
+        for i in range(ROUNDS):
             for path in (f"/w/d{m}/sentinel", f"/w/d{m}"):
                 r = c.get(f"/containers/{racing}/archive", params={"path": path})
                 assert r.status_code in (200, 404), r.text
