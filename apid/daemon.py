@@ -193,6 +193,9 @@ class Daemon:
 
     async def restore(self) -> None:
         """Load records from managerd; re-attach monitors; apply restart policies."""
+        # join bind mounts exist only during a task create: any found now were left by an
+        # apid that died there (no create is in flight before restore has run)
+        await namespaces.release_stale_joins(self.config.exec_root)
         restored: list[Container] = []
         for info in await self.manager.list_containers():
             raw = info.extensions.get(EXTENSION)

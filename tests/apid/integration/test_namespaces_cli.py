@@ -245,3 +245,17 @@ def test_shareable_restart_and_failed_start_leave_nothing(stack, busybox, name):
     finally:
         stack.docker("rm", "-f", name)
     no_leftovers(stack)
+
+
+def test_stale_join_released_when_apid_restarts(stack):
+    # what an apid killed during a joiner's task create leaves behind
+    path = stack.apid.exec_root / "nsjoin" / f"dy-{uuid.uuid4().hex[:8]}" / "ipc"
+    path.parent.mkdir(parents=True)
+    path.touch()
+    assert os.system(f"mount --bind /proc/self/ns/ipc {path}") == 0
+    try:
+        stack.apid.restart()
+        assert mounts_under(path) == [] and not path.exists()
+    finally:
+        if mounts_under(path):
+            os.system(f"umount -l {path}")
