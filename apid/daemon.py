@@ -657,22 +657,34 @@ class Daemon:
     async def _start(self, c: Container) -> None:
         rt = self.rt(c.id)
         try:
-            rootfs = await self.manager.snapshot_mounts(c.snapshot_key)
             size = c.host_config.get("ConsoleSize") or [0, 0]
             io = ProcessIO(terminal=c.tty, stdin=bool(c.config.get("OpenStdin")),
                            log_path=c.log_path,
                            console_size=(int(size[0]), int(size[1])) if len(size) == 2 else None)
-            try:
-                await self.manager.get_task(c.id)
-                await self._delete_task(c)
-            except errdefs.NotFound:
-                pass
-            path = self._netns(c)
-            if path and self._owns_netns(c):
-                await netns.ensure(path)
-            elif path and not netns.is_mounted(path):
-                raise errdefs.FailedPrecondition(
-                    f"cannot join network of a non running container: {path.rsplit('/', 1)[-1]}")
+
+            async def stale_task() -> None:
+                try:
+                    await self.manager.get_task(c.id)
+                    await self._delete_task(c)
+                except errdefs.NotFound:
+                    pass
+
+            async def network() -> None:
+                path = self._netns(c)
+                if path and self._owns_netns(c):
+                    await netns.ensure(path)
+                elif path and not netns.is_mounted(path):
+                    raise errdefs.FailedPrecondition(
+                        "cannot join network of a non running container: "
+                        f"{path.rsplit('/', 1)[-1]}")
+
+            # independent steps (the namespace costs process spawns): at once
+            results = await asyncio.gather(self.manager.snapshot_mounts(c.snapshot_key),
+                                           stale_task(), network(), return_exceptions=True)
+            for result in results:
+                if isinstance(result, BaseException):
+                    raise result
+            rootfs = results[0]
             await self._setup_ipc(c)
             async with self._joined_namespaces(c):
                 await self.manager.create_task(c.id, rootfs, io)
@@ -820,14 +832,18 @@ class Daemon:
             # dockerd's back-off: 100 ms doubled per restart, reset after 10 s of running
             rt.backoff = _RESTART_MIN if ran_for >= 10 or not rt.backoff else min(
                 rt.backoff * 2, _RESTART_MAX)
-        await self.save(c)
+        auto_remove = not restart and bool(c.host_config.get("AutoRemove"))
+        if not auto_remove:
+            # an AutoRemove record is deleted right below; if apid dies first, the saved
+            # "running" state makes restore() reconcile and remove it all the same
+            await self.save(c)
         rt.exited.set()
         self._notify(c, "next-exit", code)
         self._notify(c, "not-running", code)
         if restart:
             self._schedule_restart(c, rt.backoff)
-        elif c.host_config.get("AutoRemove"):
-            await self._remove(c, remove_volumes=True)
+        elif auto_remove:
+            await self._remove(c, remove_volumes=True, task_deleted=True)
 
     def _should_restart(self, c: Container, code: int, restore: bool = False) -> bool:
         policy = c.host_config.get("RestartPolicy") or {}
@@ -1009,7 +1025,10 @@ class Daemon:
             raise errdefs.FailedPrecondition(f"removal of container {c.id} is already in progress")
         await self._remove(c, volumes)
 
-    async def _remove(self, c: Container, remove_volumes: bool) -> None:
+    async def _remove(self, c: Container, remove_volumes: bool, task_deleted: bool = False
+                      ) -> None:
+        """Delete the task (unless task_deleted: the exit handling just did, and no run
+        started since), the record, the snapshot, the network namespace and c.root."""
         if c.id not in self.containers:
             return
         c.state.status = "removing"
@@ -1017,24 +1036,36 @@ class Daemon:
         for task in (rt.monitor, rt.restart, rt.health):
             if task and not task.done() and task is not asyncio.current_task():
                 task.cancel()
-        try:
-            await self.manager.delete_task(c.id)
-        except errdefs.EngineError:
-            pass
+        if not task_deleted or (rt.monitor is not None
+                                and rt.monitor is not asyncio.current_task()):
+            try:
+                await self.manager.delete_task(c.id)
+            except errdefs.EngineError:
+                pass
         for e in list(c.exec_ids):
             self.execs.pop(e, None)
         try:
             await self.manager.delete_container(c.id)
         except errdefs.NotFound:
             pass
-        try:
-            await self.manager.remove_snapshot(c.snapshot_key)
-        except errdefs.NotFound:
-            pass
-        if self.config.manage_netns and self._owns_netns(c):
-            await netns.remove(netns.path_for(self.config.exec_root, c.id))
-        await self._release_ipc(c)  # before the rmtree: the shm tmpfs lives in c.root
-        shutil.rmtree(c.root, ignore_errors=True)
+
+        async def snapshot() -> None:
+            try:
+                await self.manager.remove_snapshot(c.snapshot_key)
+            except errdefs.NotFound:
+                pass
+
+        async def files() -> None:
+            if self.config.manage_netns and self._owns_netns(c):
+                await netns.remove(netns.path_for(self.config.exec_root, c.id))
+            await self._release_ipc(c)  # before the rmtree: the shm tmpfs lives in c.root
+            await asyncio.to_thread(shutil.rmtree, c.root, ignore_errors=True)
+
+        # the host-side files do not depend on the snapshot: both at once
+        results = await asyncio.gather(snapshot(), files(), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
         del self.containers[c.id]
         for v in c.volumes:
             self.events.publish("volume", "unmount", v["Name"], {"container": c.id,

@@ -22,7 +22,7 @@ from dockyard.managerd.snapshots.mount import Mount, is_mountpoint, mount_all, u
 
 from dockyard import errdefs
 
-__all__ = ["prepare_spec", "create", "remove", "rootfs_path", "write_state"]
+__all__ = ["prepare_spec", "create", "remove", "rootfs_path", "unmount_rootfs", "write_state"]
 
 
 def write_state(path: str, data: bytes) -> None:
@@ -91,6 +91,15 @@ def create(bundle: str, spec: dict, mounts: list[Mount], source_root: str = "") 
     except BaseException:
         unmount(rootfs)
         raise
+
+
+def unmount_rootfs(bundle: str) -> None:
+    """Unmount the bundle's rootfs (no error if nothing is mounted).
+
+    Raises:
+        OSError: it is busy.
+    """
+    unmount(rootfs_path(bundle))
 
 
 def remove(bundle: str) -> None:

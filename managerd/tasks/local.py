@@ -24,6 +24,7 @@ On-disk state of a task (the bundle directory, also the monitor's cwd):
 
 from __future__ import annotations
 
+import contextvars
 import enum
 import json
 import logging
@@ -38,6 +39,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from dockyard.managerd import bundle as _bundle
+from dockyard.managerd import trace
 from dockyard.managerd.monitor import _process as wire
 from dockyard.managerd.monitor import client as monitor
 from dockyard.managerd.runtime.shim import Runtime, error_for, last_error, resolve_binary
@@ -153,6 +155,12 @@ class Task:
     popen: subprocess.Popen | None = None  # the monitor, when this managerd started it
     recovered: bool = False  # picked up after a restart
     deleted: bool = False
+    deleting: bool = False  # a Delete is under way: an exit then starts no cleanup
+    # the cleanup begun when the init exited (runtime delete, rootfs unmount): set when
+    # it is over; cleanup_ok says whether the runtime's delete succeeded
+    cleanup: threading.Event | None = None
+    cleanup_ok: bool = False
+    trace_ctx: contextvars.Context | None = None  # the traced Start's context, if any
     lock: threading.Lock = field(default_factory=threading.Lock)  # one verb at a time
     cond: threading.Condition = field(default_factory=threading.Condition)  # state + exits
 
@@ -211,7 +219,7 @@ class TaskManager:
         self.events = events
         self._tasks: dict[tuple[str, str], Task] = {}
         self._lock = threading.Lock()
-        self._watcher = _Watcher(self._on_exit, self._on_monitor_gone)
+        self._watcher = _Watcher(self._on_monitor_exit, self._on_monitor_gone)
         self._pending: list[tuple[Task, _Proc]] = []  # recovered exits not yet published
         self._pending_lock = threading.Lock()
         self._closed = threading.Event()
@@ -387,6 +395,8 @@ class TaskManager:
                 raise errdefs.FailedPrecondition(
                     f"task {container_id} is {status.value}: cannot start it")
             task.runtime.start(container_id)
+            # the exit's cleanup (_cleanup_exited) records its spans under this Start
+            task.trace_ctx = contextvars.copy_context() if trace.current() else None
             with task.cond:
                 task.init.started = True
                 if task.init.exit_status is None:
@@ -629,8 +639,20 @@ class TaskManager:
                     raise errdefs.Unavailable("wait cancelled by the caller")
         return task.info(proc)
 
-    def _on_exit(self, task: Task, proc_id: str, pid: int, status: int, ns_time: int) -> None:
-        """A monitor reported (or replayed) an exit."""
+    def _on_monitor_exit(self, task: Task, proc_id: str, pid: int, status: int,
+                         ns_time: int) -> None:
+        self._on_exit(task, proc_id, pid, status, ns_time, from_monitor=True)
+
+    def _on_exit(self, task: Task, proc_id: str, pid: int, status: int, ns_time: int,
+                 from_monitor: bool = False) -> None:
+        """A monitor reported (or replayed) an exit.
+
+        The init's exit as its monitor reports it also begins the task's cleanup
+        (_cleanup_exited) unless a Delete is under way: the runtime's delete and the
+        rootfs unmount then run while the client learns of the exit and comes to delete
+        the task, which waits for them instead of starting them.
+        """
+        cleanup = False
         with task.cond:
             proc = task.init if not proc_id else task.execs.get(proc_id)
             if proc is None:
@@ -640,10 +662,53 @@ class TaskManager:
                 proc.pid = proc.pid or pid
                 if not proc_id:
                     task.status = Status.STOPPED
+                    cleanup = (from_monitor and status >= 0 and not task.deleting
+                               and not task.deleted and task.cleanup is None)
+                    if cleanup:
+                        task.cleanup = threading.Event()
                 task.cond.notify_all()
-            if proc.exit_published or proc.exit_pending or status < 0:
-                return
-        self._publish_exit(task, proc)
+            publish = not (proc.exit_published or proc.exit_pending or status < 0)
+        if cleanup:
+            threading.Thread(target=self._cleanup_exited, args=(task,),
+                             name="tasks-exit-cleanup", daemon=True).start()
+        if publish:
+            self._publish_exit(task, proc)
+
+    def _cleanup_exited(self, task: Task) -> None:
+        """The runtime's delete of a task whose init exited, then the rootfs unmount
+        (runtime first: its poststop hooks may still use the rootfs). Delete finishes
+        whatever did not work out."""
+        ok = False
+        try:
+            if task.trace_ctx is not None:
+                ok = task.trace_ctx.run(self._cleanup_traced, task)
+            else:
+                ok = self._cleanup_steps(task)
+        except Exception:  # noqa: BLE001 - Delete retries; never lose the event below
+            log.exception("exit cleanup failed container_id=%s", task.id)
+        finally:
+            with task.cond:
+                task.cleanup_ok = ok
+            assert task.cleanup is not None
+            task.cleanup.set()
+
+    def _cleanup_traced(self, task: Task) -> bool:
+        with trace.span("task exit cleanup", container=task.id):
+            return self._cleanup_steps(task)
+
+    def _cleanup_steps(self, task: Task) -> bool:
+        try:
+            task.runtime.delete(task.id)
+        except errdefs.NotFound:
+            pass  # the runtime has no state for it (deleted already)
+        except errdefs.EngineError as err:
+            log.debug("runtime delete after exit failed container_id=%s err=%s", task.id, err)
+            return False
+        try:
+            _bundle.unmount_rootfs(task.dir)
+        except OSError as err:  # busy: Delete detaches it
+            log.debug("rootfs unmount after exit failed container_id=%s err=%s", task.id, err)
+        return True
 
     def _publish_exit(self, task: Task, proc: _Proc) -> None:
         with task.cond:
@@ -729,6 +794,9 @@ class TaskManager:
                 raise errdefs.FailedPrecondition(
                     f"task {container_id} is {status.value}: stop it first or delete with "
                     "force")
+            with task.cond:  # from here on an exit begins no cleanup of its own
+                task.deleting = True
+                cleanup = task.cleanup
             if status is Status.PAUSED:
                 try:  # a frozen init cannot take SIGKILL's exit: thaw it first
                     task.runtime.kill(container_id, _signal.SIGKILL, True)
@@ -736,10 +804,14 @@ class TaskManager:
                 except errdefs.EngineError:
                     pass
             t0 = time.perf_counter()
-            try:
-                task.runtime.delete(container_id, force=force or status is not Status.STOPPED)
-            except errdefs.NotFound:
-                pass  # the runtime has no state for it (never created, or deleted already)
+            if cleanup is not None:  # begun at the exit: wait for it rather than redo it
+                cleanup.wait(self.config.runtime_timeout + 5)
+            if cleanup is None or not task.cleanup_ok:
+                try:
+                    task.runtime.delete(container_id,
+                                        force=force or status is not Status.STOPPED)
+                except errdefs.NotFound:
+                    pass  # the runtime has no state for it (never created, or deleted already)
             info = self._await_exit(task)
             t1 = time.perf_counter()
             with task.cond:
