@@ -24,7 +24,7 @@ from typing import Any
 from dockyard.apid import seccomp
 from dockyard.apid.devices import ContainerDevice
 
-from dockyard.errdefs import InvalidArgument
+from dockyard.errdefs import EngineError, InvalidArgument
 
 __all__ = [
     "host_capabilities", "DEFAULT_CAPS", "ALL_CAPS", "DEFAULT_PATH", "MASKED_PATHS", "READONLY_PATHS",
@@ -843,6 +843,25 @@ def with_devices(devices: Iterable[ContainerDevice] | None,
     return opt
 
 
+def _go_list(value: Any) -> str:
+    """Go's %v of a [][]string: [[gpu utility] [compute]]."""
+    if isinstance(value, (list, tuple)):
+        return "[" + " ".join(_go_list(v) for v in value) + "]"
+    return str(value)
+
+
+def with_device_requests(requests: Iterable[dict[str, Any]] | None) -> SpecOpt:
+    """`--gpus` / HostConfig.DeviceRequests: this engine registers no device driver
+    (no NVIDIA or CDI hooks), so any request fails as dockerd's does without one: a 500
+    `could not select device driver "<driver>" with capabilities: [[gpu]]`."""
+    def opt(spec: dict) -> None:
+        for req in requests or []:
+            req = req if isinstance(req, dict) else {}
+            raise EngineError(f"could not select device driver \"{req.get('Driver') or ''}\" "
+                              f"with capabilities: {_go_list(req.get('Capabilities') or [])}")
+    return opt
+
+
 def with_init(init_path: str | None) -> SpecOpt:
     """HostConfig.Init: bind docker-init (tini) at /sbin/docker-init and run the command
     under it (`docker-init -- cmd...`), as dockerd does."""
@@ -976,6 +995,7 @@ def build_spec(inputs: SpecInputs) -> dict[str, Any]:
         with_oom_score_adj(hc.get("OomScoreAdj")),
         with_sysctls(hc.get("Sysctls"), host_net),
         with_devices(inputs.devices, hc.get("DeviceCgroupRules")),
+        with_device_requests(hc.get("DeviceRequests")),
         # docker-init only as pid 1 of a pid namespace of the container's own
         with_init(inputs.init_path if hc.get("Init") and not hc.get("PidMode") else None),
         with_cgroups_path(hc.get("CgroupParent") or inputs.cgroup_parent, inputs.container_id),

@@ -96,3 +96,16 @@ def test_privileged_keeps_allow_all_and_gets_nodes():
 def test_device_cgroup_rule_format():
     with pytest.raises(errdefs.InvalidArgument, match="invalid device cgroup rule format"):
         spec_for((), {"DeviceCgroupRules": ["c 1:3 rx"]})
+
+
+def test_device_requests_have_no_driver():
+    with pytest.raises(errdefs.EngineError) as err:
+        spec_for((), {"DeviceRequests": [{"Driver": "", "Count": -1,
+                                          "Capabilities": [["gpu"]]}]})
+    assert type(err.value) is errdefs.EngineError  # 500, as dockerd's start answers
+    assert str(err.value) == 'could not select device driver "" with capabilities: [[gpu]]'
+    with pytest.raises(errdefs.EngineError, match=r'"nvidia" with capabilities: '
+                                                   r'\[\[gpu utility\] \[compute\]\]'):
+        spec_for((), {"DeviceRequests": [{"Driver": "nvidia",
+                                          "Capabilities": [["gpu", "utility"], ["compute"]]}]})
+    spec_for((), {"DeviceRequests": []})

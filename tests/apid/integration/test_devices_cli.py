@@ -181,3 +181,10 @@ def test_block_device(stack, busybox):
     assert lines[0].startswith("brw-------"), out
     assert f"{os.major(host.st_rdev)},   {os.minor(host.st_rdev)}" in lines[0], out
     assert lines[1] == "r-ok"
+
+
+def test_gpus_refused_like_dockerd_without_a_driver(stack, busybox, name):
+    r = stack.docker("run", "--rm", "--name", name, "--gpus", "all", busybox, "true")
+    assert r.returncode == 125
+    assert b'could not select device driver "" with capabilities: [[gpu]]' in r.stderr, r.stderr
+    assert stack.docker("ps", "-aq", "--filter", f"name={name}").stdout.strip() == b""
