@@ -16,6 +16,7 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -597,7 +598,7 @@ class Daemon:
                 await namespaces.unmount_shm(namespaces.shm_path(c.root))
 
     @contextlib.asynccontextmanager
-    async def _joined_namespaces(self, c: Container):  # noqa: ANN202
+    async def _joined_namespaces(self, c: Container) -> AsyncIterator[None]:
         """While the task is created: the donors' namespaces bound at the join paths the
         spec names; unbound right after (the joiner's processes then hold them)."""
         bound: list[str] = []
