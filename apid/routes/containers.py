@@ -80,6 +80,10 @@ class HostConfigModel(BaseModel):
     Init: bool | None = None
     Devices: list[dict[str, Any]] | None = None
     DeviceCgroupRules: list[str] | None = None
+    DeviceRequests: list[dict[str, Any]] | None = None
+    IpcMode: str | None = None
+    PidMode: str | None = None
+    UTSMode: str | None = None
 
 
 class ContainerCreate(BaseModel):
