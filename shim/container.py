@@ -419,7 +419,7 @@ class Container:
         from dockyard.shim.cgroups.devices import with_defaults
         from dockyard.shim.init import late_cgroup_mount
         resources = dict(linux.get("resources") or {})
-        resources["devices"] = with_defaults(resources.get("devices"), linux.get("devices"))
+        resources["devices"] = with_defaults(resources.get("devices"))
         namespaced = any(ns.get("type") == "cgroup" for ns in namespaces)
         early = late_cgroup_mount(config, namespaced) is not None
 

@@ -147,18 +147,14 @@ def parse_rules(rules: list[dict[str, Any]] | None) -> list[DeviceRule]:
     return out
 
 
-def with_defaults(rules: list[dict[str, Any]] | None,
-                  linux_devices: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
-    """runc's effective list: the config's rules, an allow for each
-    `linux.devices` node, then DEFAULT_ALLOWED. With no rules at all the
-    container starts from deny-all."""
+def with_defaults(rules: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+    """runc's effective list: the config's rules, then DEFAULT_ALLOWED. With no
+    rules at all the container starts from deny-all. `linux.devices` nodes get
+    no rule of their own (as with runc and crun): the config's rules say what
+    each node may do, e.g. Docker's `--device /dev/x:/dev/x:r` is read-only."""
     out = list(rules or [])
     if not out:
         out.append({"allow": False, "access": "rwm"})
-    for dev in linux_devices or []:
-        if dev.get("type") in ("c", "b"):
-            out.append({"allow": True, "type": dev["type"], "major": dev.get("major"),
-                        "minor": dev.get("minor"), "access": "rwm"})
     out.extend(DEFAULT_ALLOWED)
     return out
 

@@ -48,15 +48,6 @@ def test_device_node_created_with_host_numbers(stack, busybox, cli):
     assert lines[2] == "wrote" and lines[3].split() == ["00"] * 4
 
 
-# dockyard-shim adds an `allow rwm` rule for every linux.devices node after the spec's own
-# rules (shim/cgroups/devices.py with_defaults); runc and crun add none, so the spec's
-# CgroupPermissions decide. Passes with DOCKYARD_TEST_RUNTIME=runc.
-SHIM_GRANTS_RWM = pytest.mark.xfail(
-    not os.environ.get("DOCKYARD_TEST_RUNTIME"), strict=False,
-    reason="dockyard-shim grants rwm to every linux.devices node (shim change needed)")
-
-
-@SHIM_GRANTS_RWM
 def test_device_read_only_permission(stack, busybox, probe):
     # r only: open for reading works, for writing is refused by the device cgroup
     out = run(stack, "--device", f"{probe}:/dev/lc:r", busybox, "sh", "-c",

@@ -122,12 +122,14 @@ def test_runc_defaults_allow_mknod_of_any_char_device_but_not_its_use():
     assert run(p, C, R | W, 1, 1) == 0  # /dev/mem
 
 
-def test_with_defaults_adds_linux_devices_and_starts_empty_lists_denied():
-    rules = devices.with_defaults(None, [{"path": "/dev/fuse", "type": "c", "major": 10,
-                                          "minor": 229}, {"path": "/dev/p", "type": "p"}])
+def test_with_defaults_starts_empty_lists_denied_and_grants_spec_nodes_nothing():
+    rules = devices.with_defaults(None)
     assert rules[0] == DENY_ALL
-    assert rules[1] == {"allow": True, "type": "c", "major": 10, "minor": 229, "access": "rwm"}
-    assert rules[2:] == devices.DEFAULT_ALLOWED
+    assert rules[1:] == devices.DEFAULT_ALLOWED
+    # a node the spec maps read-only stays read-only: no rwm rule is added for it
+    p = prog(devices.with_defaults([DENY_ALL, {"allow": True, "type": "c", "major": 10,
+                                               "minor": 229, "access": "r"}]))
+    assert run(p, C, R, 10, 229) == 1 and run(p, C, W, 10, 229) == 0
 
 
 def test_v1_lines():
