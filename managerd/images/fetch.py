@@ -125,11 +125,14 @@ class Fetcher:
         key = desc.digest  # blob files are shared by every namespace: fetch once
         with self._lock:
             job = self._jobs.get(key)
-            if job is not None and not job.future.done():
+            if job is not None and not job.future.done() and not job.cancel.is_set():
                 job.waiters += 1
                 if job.ns == ns:
                     return job.future, job, False
                 return self._record_after(job, ns, desc, lease), job, False
+            # a download every pull gave up (cancelled) may still be stopping: ours
+            # starts once it has let go of the ingest, and resumes what it wrote
+            stopping = job.future if job is not None and not job.future.done() else None
             fut: Future = Future()
             job = _Job(fut, ns=ns)
             self._jobs[key] = job
@@ -150,7 +153,21 @@ class Fetcher:
                     if self._jobs.get(key) is job:
                         del self._jobs[key]
 
-        self._pool.submit(run)
+        if stopping is None:
+            self._pool.submit(run)
+        else:  # not waited for in a pool thread: the pool may be full of such waits
+            def submit(_: Future) -> None:
+                try:
+                    self._pool.submit(run)
+                except RuntimeError as err:  # the fetcher closed meanwhile
+                    gone = Unavailable(f"fetch blob {desc.digest}: {err}")
+                    if tap:
+                        tap.finish(gone)
+                    fut.set_exception(gone)
+                    with self._lock:
+                        if self._jobs.get(key) is job:
+                            del self._jobs[key]
+            stopping.add_done_callback(submit)
         return fut, job, True
 
     def _record_after(self, job: _Job, ns: str, desc: Descriptor, lease: str | None) -> Future:

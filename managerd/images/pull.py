@@ -34,6 +34,8 @@ from collections.abc import Callable
 from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from dockyard.managerd.metadata.leases import Resource
+
 from dockyard.errdefs import AlreadyExists, InvalidArgument, NotFound, Unavailable
 
 from . import mediatypes, platforms
@@ -255,6 +257,10 @@ def pull(svc, ns: str, text: str, *, platform: str = "", credentials: Credential
         # which layers need what
         have_snap = [svc.snapshot_exists(ns, snapshotter, c) for c in chains]
         top_present = max((i for i, h in enumerate(have_snap) if h), default=-1)
+        # every blob we use on our own lease, also one another pull downloads or has
+        # just downloaded: its lease may go (a failed or cancelled pull) before our record
+        for layer in image.layers:
+            svc.leases.add_resource(ns, lease, Resource(layer.digest, "content"))
         for i, layer in enumerate(image.layers):
             sid = short_id(layer.digest)
             need_unpack = i > top_present
@@ -332,13 +338,35 @@ def pull(svc, ns: str, text: str, *, platform: str = "", credentials: Credential
                     pass
         for job in jobs:
             svc.fetcher.release(job)
+        # downloads another pull still wants go on writing under our lease (their
+        # ingest and blob record name it): it ends when they do, in the background
+        shared = [job for job in jobs if not ok and not job.cancel.is_set()
+                  and not job.future.done()]
         if not ok:
             for job in jobs:
+                if job in shared:
+                    continue
                 try:
                     job.future.exception(timeout=60)
                 except Exception:  # noqa: BLE001 (cancelled or still running: gc handles it)
                     pass
-        svc.end_lease(ns, lease, collect=not ok)
+        if shared:
+            threading.Thread(target=_end_lease_after, args=(svc, ns, lease, shared),
+                             name="pull-lease", daemon=True).start()
+        else:
+            svc.end_lease(ns, lease, collect=not ok)
+
+
+def _end_lease_after(svc, ns: str, lease: str, jobs: list) -> None:
+    for job in jobs:
+        try:
+            job.future.exception(timeout=LEASE_TTL_NS / 1e9)
+        except Exception:  # noqa: BLE001 (still running after the lease's TTL: it expires)
+            pass
+    try:
+        svc.end_lease(ns, lease, collect=True)
+    except Exception as err:  # noqa: BLE001 (closing down: the lease expires on its own)
+        log.warning("end lease after shared downloads lease=%s: %s", lease, err)
 
 
 @dataclass

@@ -153,3 +153,128 @@ def test_pull_cancel_before_the_download_leaves_nothing(stack, slow):
     r = stack.docker("pull", ref, timeout=120)
     assert r.returncode == 0, r.stderr.decode()
     stack.docker("rmi", ref)
+
+
+def test_pull_cancel_leaves_a_shared_download_to_the_other_pull(tmp_path, registry):
+    """In-process (managerd's images service): two pulls of one image share one
+    download; cancelling the first returns at once, the second still completes
+    from that same download, and the first's lease goes once the download ends."""
+    import threading
+
+    from dockyard.managerd import services
+    from dockyard.managerd.config import Config
+    from dockyard.managerd.images import pull as pullmod
+    from dockyard.managerd.images.service import ImageService
+
+    name = f"dy-cancel-{uuid.uuid4().hex[:8]}"
+    img = im.busybox_image([im.tar_layer([im.file("big", os.urandom(BIG))])])
+    im.push(registry, name, "latest", img)
+    proxy = Proxy(registry.url, delay=0.02)  # ~7 s: a cancel that waited for it shows
+    ctx = services.build_context(Config(root=str(tmp_path / "root"), state=str(tmp_path / "st")))
+    svc = ImageService.from_context(ctx)
+    ref = f"{proxy.host}/{name}:latest"
+    big = img.layers[-1].digest
+    token = pullmod.CancelToken()
+    results: dict = {}
+
+    def run(key, **kw):
+        try:
+            results[key] = pullmod.pull(svc, "test", ref, **kw)
+        except Exception as err:  # noqa: BLE001 (checked below)
+            results[key] = err
+
+    try:
+        first = threading.Thread(target=run, args=("first",), kwargs={"cancel_token": token})
+        first.start()
+        deadline = time.monotonic() + 30
+        while not proxy.blob_gets(big):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        second = threading.Thread(target=run, args=("second",))
+        second.start()
+        time.sleep(0.5)  # joined the running download
+        t0 = time.monotonic()
+        token.cancel()
+        first.join(30)
+        assert isinstance(results["first"], pullmod.PullCancelled), results
+        assert time.monotonic() - t0 < 3, "the cancel waited for the shared download"
+        second.join(60)
+        assert isinstance(results["second"], pullmod.PullResult), results
+        gets = proxy.blob_gets(big)  # one download (or, had the second pull come after
+        assert all(r and r != "bytes=0-" for r in gets[1:]), gets  # the cancel: resumed)
+        deadline = time.monotonic() + 10
+        while svc.leases.list("test"):  # the first's lease, ended after the download
+            assert time.monotonic() < deadline, svc.leases.list("test")
+            time.sleep(0.1)
+        ctx.gc.collect()
+        assert svc.inspect("test", ref)["Id"] == img.id
+        assert svc.content_exists("test", big)
+    finally:
+        proxy.close()
+        svc.close()
+        ctx.gc.close()
+        ctx.close()
+
+
+def test_pull_cancel_then_a_new_pull_of_the_blob_resumes(tmp_path):
+    """A pull that wants a blob whose download was just given up (still stopping)
+    starts a download of its own once the old one let go, resuming its bytes —
+    it never joins the cancelled one (and fails with it)."""
+    import contextlib
+    import hashlib
+    import threading
+
+    from dockyard.managerd import services
+    from dockyard.managerd.config import Config
+    from dockyard.managerd.images.fetch import Cancelled, Fetcher
+    from dockyard.managerd.images.manifest import Descriptor
+    from dockyard.managerd.images.progress import discard
+
+    blob = os.urandom(2 << 20)
+    desc = Descriptor("application/octet-stream",
+                      "sha256:" + hashlib.sha256(blob).hexdigest(), len(blob))
+    opened: list[int] = []
+    stuck = threading.Event()  # the first download blocks in its stream until set
+
+    class Endpoint:
+        @contextlib.contextmanager
+        def open_blob(self, repo, digest, offset=0):
+            opened.append(offset)
+
+            def chunks():
+                for at in range(offset, len(blob), 64 << 10):
+                    if len(opened) == 1 and at - offset >= 256 << 10:
+                        stuck.wait(10)
+                    yield blob[at:at + (64 << 10)]
+            yield chunks()
+
+    ctx = services.build_context(Config(root=str(tmp_path / "root"), state=str(tmp_path / "st")))
+    fetcher = Fetcher(ctx.content)
+    try:
+        fut1, job1, started1 = fetcher.fetch("test", Endpoint(), "r", desc, None, discard)
+        deadline = time.monotonic() + 10
+        while not stuck.is_set() and ingest_bytes(tmp_path / "root") < 256 << 10:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        fetcher.release(job1)  # its only pull gave up: cancelled, but still in its stream
+        fut2, job2, started2 = fetcher.fetch("test", Endpoint(), "r", desc, None, discard)
+        assert started2 and job2 is not job1
+        stuck.set()
+        with pytest.raises(Cancelled):
+            fut1.result(10)
+        assert fut2.result(10) == desc.digest
+        assert opened[0] == 0 and opened[-1] >= 256 << 10, opened  # resumed
+        assert ctx.content.read_all("test", desc.digest) == blob
+    finally:
+        stuck.set()
+        fetcher.close()
+        ctx.gc.close()
+        ctx.close()
+
+
+def ingest_bytes(root) -> int:
+    total = 0
+    for d, _, files in os.walk(root / "content" / "ingest"):
+        if "data" in files:
+            total += os.path.getsize(os.path.join(d, "data"))
+    return total
