@@ -807,6 +807,13 @@ class Daemon:
         rt = self.rt(c.id)
         if rt.health and not rt.health.done():
             rt.health.cancel()
+        netns_gone = None
+        if (c.host_config.get("AutoRemove") and self.config.manage_netns
+                and self._owns_netns(c)):
+            # AutoRemove (never with a restart policy) removes the network namespace
+            # anyway: unmount it while the task is deleted (its processes are gone)
+            netns_gone = asyncio.ensure_future(
+                netns.remove(netns.path_for(self.config.exec_root, c.id)))
         deleted = await self._delete_task(c)
         await self._release_ipc(c)
         await rt.started.wait()  # the start of this run saved its state (see _start)
@@ -844,7 +851,10 @@ class Daemon:
         if restart:
             self._schedule_restart(c, rt.backoff)
         elif auto_remove:
-            await self._remove(c, remove_volumes=True, task_deleted=True)
+            await self._remove(c, remove_volumes=True, task_deleted=True,
+                               netns_gone=netns_gone)
+        if netns_gone is not None and not auto_remove:
+            await netns_gone  # shutting down with a restart: never left running unawaited
 
     def _should_restart(self, c: Container, code: int, restore: bool = False) -> bool:
         policy = c.host_config.get("RestartPolicy") or {}
@@ -1026,10 +1036,11 @@ class Daemon:
             raise errdefs.FailedPrecondition(f"removal of container {c.id} is already in progress")
         await self._remove(c, volumes)
 
-    async def _remove(self, c: Container, remove_volumes: bool, task_deleted: bool = False
-                      ) -> None:
+    async def _remove(self, c: Container, remove_volumes: bool, task_deleted: bool = False,
+                      netns_gone: asyncio.Future | None = None) -> None:
         """Delete the task (unless task_deleted: the exit handling just did, and no run
-        started since), the record, the snapshot, the network namespace and c.root."""
+        started since), the record, the snapshot, the network namespace (netns_gone: its
+        removal already under way) and c.root."""
         if c.id not in self.containers:
             return
         c.state.status = "removing"
@@ -1037,33 +1048,44 @@ class Daemon:
         for task in (rt.monitor, rt.restart, rt.health):
             if task and not task.done() and task is not asyncio.current_task():
                 task.cancel()
-        if not task_deleted or (rt.monitor is not None
-                                and rt.monitor is not asyncio.current_task()):
+        task_deleted = task_deleted and (rt.monitor is None
+                                         or rt.monitor is asyncio.current_task())
+        if not task_deleted:
             try:
                 await self.manager.delete_task(c.id)
             except errdefs.EngineError:
                 pass
         for e in list(c.exec_ids):
             self.execs.pop(e, None)
-        try:
-            await self.manager.delete_container(c.id)
-        except errdefs.NotFound:
-            pass
+
+        async def record() -> None:
+            try:
+                await self.manager.delete_container(c.id)
+            except errdefs.NotFound:
+                pass
 
         async def snapshot() -> None:
+            if not task_deleted:
+                # the record goes first: if it stays (its task could not be deleted),
+                # so does the snapshot it names
+                await record()
             try:
                 await self.manager.remove_snapshot(c.snapshot_key)
             except errdefs.NotFound:
                 pass
 
         async def files() -> None:
-            if self.config.manage_netns and self._owns_netns(c):
+            if netns_gone is not None:
+                await netns_gone
+            elif self.config.manage_netns and self._owns_netns(c):
                 await netns.remove(netns.path_for(self.config.exec_root, c.id))
             await self._release_ipc(c)  # before the rmtree: the shm tmpfs lives in c.root
             await asyncio.to_thread(shutil.rmtree, c.root, ignore_errors=True)
 
-        # the host-side files do not depend on the snapshot: both at once
-        results = await asyncio.gather(snapshot(), files(), return_exceptions=True)
+        # the host-side files do not depend on the snapshot, nor (once the task is gone)
+        # the snapshot on the record: at once
+        steps = [snapshot(), files()] + ([record()] if task_deleted else [])
+        results = await asyncio.gather(*steps, return_exceptions=True)
         for result in results:
             if isinstance(result, BaseException):
                 raise result

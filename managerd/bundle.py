@@ -18,7 +18,13 @@ import json
 import os
 
 from dockyard.managerd.atomic import atomic_delete
-from dockyard.managerd.snapshots.mount import Mount, is_mountpoint, mount_all, unmount
+from dockyard.managerd.snapshots.mount import (
+    Mount,
+    detach,
+    is_mountpoint,
+    mount_all,
+    unmount,
+)
 
 from dockyard import errdefs
 
@@ -94,12 +100,13 @@ def create(bundle: str, spec: dict, mounts: list[Mount], source_root: str = "") 
 
 
 def unmount_rootfs(bundle: str) -> None:
-    """Unmount the bundle's rootfs (no error if nothing is mounted).
+    """Unmount the bundle's rootfs (no error if nothing is mounted); the filesystem's
+    teardown (an overlay's sync) finishes in the background (snapshots.mount.detach).
 
     Raises:
-        OSError: it is busy.
+        OSError: it cannot be unmounted.
     """
-    unmount(rootfs_path(bundle))
+    detach(rootfs_path(bundle))
 
 
 def remove(bundle: str) -> None:
@@ -112,9 +119,8 @@ def remove(bundle: str) -> None:
     rootfs = rootfs_path(bundle)
     if os.path.isdir(rootfs):
         try:
-            unmount(rootfs)  # returns once umount2 says rootfs is no mount point
+            detach(rootfs)  # returns once umount2 says rootfs is no mount point
         except OSError:
-            unmount(rootfs, lazy=True)  # busy (a process has its cwd there): detach it
             if is_mountpoint(rootfs):
                 raise OSError(f"rootfs `{rootfs}` is still mounted: not removing the "
                               "bundle") from None

@@ -96,3 +96,18 @@ def test_busy_unmount_raises_and_lazy_detaches(base):
         assert not is_mountpoint(target)
     finally:
         os.close(fd)
+
+
+def test_detach_frees_the_mount_point_and_tears_down_later(base):
+    lower, upper, work, target = _dirs(base, "l", "u", "w", "t")
+    mount_all([Mount("overlay", "overlay", (f"lowerdir={lower}", f"upperdir={upper}",
+                                            f"workdir={work}"))], target)
+    mount_all([Mount("bind", lower, ("rbind",))], target)  # two stacked: both go
+    with open(os.path.join(upper, "kept"), "w") as f:
+        f.write("x")
+    m.detach(target)
+    assert not is_mountpoint(target) and os.listdir(target) == []
+    assert m.wait_detached(10)
+    assert os.listdir(upper) == ["kept"]
+    m.detach(target)  # nothing mounted: no error
+    m.detach(str(base / "missing"))
