@@ -660,16 +660,35 @@ def changes(mounts: list[Mount]) -> list[dict[str, Any]]:
               "/sbin/docker-init"}
 
     def in_lower(rel: str) -> bool:
-        return any(os.path.lexists(os.path.join(d, rel.lstrip("/"))) for d in lowers)
+        # overlayfs looks a name up in each layer without following symlinks: neither
+        # do we (a layer's symlink must not make us probe host paths)
+        parts = rel.strip("/").split("/")
+        for d in lowers:
+            cur = d
+            for i, part in enumerate(parts):
+                cur = os.path.join(cur, part)
+                try:
+                    st = os.lstat(cur)
+                except OSError:
+                    break
+                if i < len(parts) - 1 and not stat.S_ISDIR(st.st_mode):
+                    break
+            else:
+                return True
+        return False
 
-    for dirpath, dirnames, filenames in os.walk(upper):
+    # fd-relative and never following a symlink: the running container changes the
+    # upper dir while we walk it (os.walk would list a directory swapped for a link)
+    for dirpath, dirnames, filenames, dirfd in os.fwalk(upper, follow_symlinks=False):
         rel_dir = "/" + os.path.relpath(dirpath, upper) if dirpath != upper else "/"
         for entry in dirnames + filenames:
-            full = os.path.join(dirpath, entry)
             rel = os.path.join(rel_dir, entry)
             if rel in hidden:
                 continue
-            st = os.lstat(full)
+            try:
+                st = os.stat(entry, dir_fd=dirfd, follow_symlinks=False)
+            except FileNotFoundError:
+                continue  # removed while we walked
             if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
                 out[rel] = 2
                 continue

@@ -231,3 +231,22 @@ def test_cp_created_container_sees_its_binds_and_volumes(stack, busybox, tmp_pat
             assert "dockyard-cp-" not in f.read()
     finally:
         stack.docker("rm", "-f", "-v", name)
+
+
+def test_cp_diff_of_a_racing_container_lists_only_its_files(stack, racing, host_marker):
+    """`docker diff` walks the running container's upper dir fd by fd: a directory
+    swapped for a symlink to / never makes it list the host's root."""
+    top = str(host_marker).lstrip("/").split("/")[0]  # the marker's first component
+    with stack.http() as c:
+        deadline = time.monotonic() + 30
+        while c.head(f"/containers/{racing}/archive",
+                     params={"path": "/w/ready"}).status_code != 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        for _ in range(ROUNDS):
+            r = c.get(f"/containers/{racing}/changes")
+            assert r.status_code == 200, r.text
+            for change in r.json() or []:
+                parts = change["Path"].split("/")
+                if parts[1:3] in (["w", "d"], ["w", "d.real"]) and len(parts) > 3:
+                    assert parts[3] == top, f"host entry listed: {change['Path']}"
