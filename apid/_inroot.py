@@ -32,7 +32,7 @@ import os
 import stat
 
 __all__ = ["HAVE_OPENAT2", "resolve", "resolve_path", "reopen", "split", "components",
-           "use_openat2"]
+           "use_openat2", "is_pseudo_fs"]
 
 RESOLVE_NO_XDEV = 0x01
 RESOLVE_NO_MAGICLINKS = 0x02
@@ -51,6 +51,12 @@ class _OpenHow(ctypes.Structure):
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.syscall.restype = ctypes.c_long
+
+# statfs(2) f_type of the kernel's own filesystems a container mounts (proc, sysfs,
+# cgroup, devpts, mqueue, ...): views of the kernel, not content of the container
+_PSEUDO_FS = {0x9FA0, 0x62656572, 0x27E0EB, 0x63677270, 0x1CD1, 0x19800202, 0x64626720,
+              0x73636673, 0x74726163, 0xCAFE4A11, 0x6165676C, 0x62656570, 0x65735543,
+              0x42494E4D}
 
 
 def _openat2(dirfd: int, path: str, flags: int, resolve_flags: int) -> int:
@@ -169,6 +175,14 @@ def _walk(rootfd: int, path: str, follow_last: bool) -> tuple[int, list[str]]:
     finally:
         for fd in stack:
             os.close(fd)
+
+
+def is_pseudo_fs(fd: int) -> bool:
+    """Whether fd is on procfs, sysfs, cgroupfs and the like (fstatfs f_type)."""
+    buf = ctypes.create_string_buffer(256)  # struct statfs is 120 bytes on 64-bit Linux
+    if _libc.fstatfs(ctypes.c_int(fd), buf) != 0:
+        return False
+    return ctypes.c_long.from_buffer(buf).value in _PSEUDO_FS
 
 
 def reopen(fd: int, flags: int) -> int:

@@ -409,7 +409,13 @@ def _tar_children(tar: tarfile.TarFile, dfd: int, arcname: str,
                     continue  # swapped for something else meanwhile: never followed
                 raise
             try:
-                tar.addfile(_dir_header(arc, os.fstat(child)))
+                cst = os.fstat(child)
+                tar.addfile(_dir_header(arc, cst))
+                # a mount of proc, sysfs, cgroup... below: an empty directory, as dockerd's
+                # archive (the rootfs and volumes, not the container's kernel mounts) has it
+                if cst.st_dev != os.fstat(fd).st_dev and _inroot.is_pseudo_fs(child):
+                    os.close(child)
+                    continue
                 names_below = sorted(os.listdir(child), reverse=True)
             except BaseException:
                 os.close(child)

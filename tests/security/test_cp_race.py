@@ -250,3 +250,33 @@ def test_cp_diff_of_a_racing_container_lists_only_its_files(stack, racing, host_
                 parts = change["Path"].split("/")
                 if parts[1:3] in (["w", "d"], ["w", "d.real"]) and len(parts) > 3:
                     assert parts[3] == top, f"host entry listed: {change['Path']}"
+
+
+def test_cp_root_of_a_running_container_leaves_out_kernel_mounts(stack, busybox):
+    """GET archive of `/` on a running container: its files and volumes, with /proc,
+    /sys, /dev/pts... as empty directories (dockerd's archive sees the rootfs, not the
+    container's kernel mounts); a file under /proc asked for by name is still read."""
+    name = f"dy-sec-cproot-{uuid.uuid4().hex[:8]}"
+    r = stack.docker("run", "-d", "--name", name, "-v", "/vol", busybox, "sh", "-c",
+                     "echo v > /vol/f && echo r > /rootfile && exec sleep 300")
+    assert r.returncode == 0, r.stderr.decode()
+    try:
+        with stack.http() as c:
+            deadline = time.monotonic() + 30
+            while c.head(f"/containers/{name}/archive",
+                         params={"path": "/rootfile"}).status_code != 200:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+            r = c.get(f"/containers/{name}/archive", params={"path": "/"}, timeout=60)
+            assert r.status_code == 200, r.text
+            with tarfile.open(fileobj=io.BytesIO(r.content)) as tf:
+                names = {m.name.rstrip("/") for m in tf}
+            assert {"./rootfile", "./vol/f", "./bin/busybox", "./proc", "./sys"} <= names
+            assert not [n for n in names if n.startswith(("./proc/", "./sys/", "./dev/pts/",
+                                                         "./dev/mqueue/"))]
+            r = c.get(f"/containers/{name}/archive", params={"path": "/proc/1/cmdline"})
+            assert r.status_code == 200 and contents(r.content) == [b""]  # size 0 in procfs
+            r = c.get(f"/containers/{name}/archive", params={"path": "/proc/1/"})
+            assert r.status_code == 200, r.text
+    finally:
+        stack.docker("rm", "-f", "-v", name)
