@@ -102,11 +102,12 @@ def stat_header(st: dict[str, Any]) -> str:
 
 
 @contextlib.asynccontextmanager
-async def container_root(manager: Manager, c: Container, volumes: bool = True
-                         ) -> AsyncIterator[str]:
+async def container_root(manager: Manager, c: Container, volumes: bool = True,
+                         live: bool = True) -> AsyncIterator[str]:
     """The container's root directory for the duration of the block (with its volumes and
-    binds over it unless `volumes` is False: the image's own content)."""
-    if c.state.status in ("running", "paused") and c.state.pid:
+    binds over it unless `volumes` is False: the image's own content); `live` False: its
+    snapshot mounted even if it runs (a /proc/<pid>/root path is not trusted)."""
+    if live and c.state.status in ("running", "paused") and c.state.pid:
         root = f"/proc/{c.state.pid}/root"
         if os.path.isdir(root):
             yield root
@@ -232,7 +233,7 @@ async def open_root(manager: Manager, c: Container) -> AsyncIterator[int]:
             finally:
                 os.close(fd)
             return
-    async with container_root(manager, c) as root:
+    async with container_root(manager, c, live=False) as root:
         fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
             yield fd

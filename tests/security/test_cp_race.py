@@ -280,3 +280,45 @@ def test_cp_root_of_a_running_container_leaves_out_kernel_mounts(stack, busybox)
             assert r.status_code == 200, r.text
     finally:
         stack.docker("rm", "-f", "-v", name)
+
+
+def test_cp_never_uses_the_root_of_a_reused_pid(tmp_path, host_marker):
+    """A "running" container whose recorded pid now belongs to another process (here:
+    the test itself, a host process): apid checks the pid's cgroup, finds it is not the
+    container's, and works on the container's own snapshot instead of the host's /."""
+    import asyncio
+
+    from dockyard.apid.container import Container, State
+    from dockyard.apid.manager import Mount
+
+    cid = uuid.uuid4().hex * 2
+    assert rootfs._proc_root(os.getpid(), cid) is None
+    own = open(f"/proc/{os.getpid()}/cgroup").read().strip().split("\n")[0].split(":")[-1]
+    if own.strip("/"):
+        fd = rootfs._proc_root(os.getpid(), own.strip("/").split("/")[-1])
+        assert fd is not None
+        os.close(fd)
+    snap = tmp_path / "snapshot"
+    snap.mkdir()
+    (snap / "in-snapshot").write_text("container")
+
+    class Manager:
+        async def snapshot_mounts(self, key):
+            return [Mount("bind", str(snap), options=["rbind", "rw"])]
+
+    c = Container(id=cid, name="/x", created=0, image="i", image_id="sha256:0", image_ref="i",
+                  config={}, host_config={}, snapshot_key=cid,
+                  state=State(status="running", pid=os.getpid()))
+
+    async def listing() -> list[str]:
+        async with rootfs.open_root(Manager(), c) as fd:
+            dfd = _inroot.reopen(fd, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                return sorted(os.listdir(dfd))
+            finally:
+                os.close(dfd)
+
+    assert asyncio.run(listing()) == ["in-snapshot"]
+    with open("/proc/self/mountinfo") as f:
+        assert "dockyard-cp-" not in f.read()
+    host_marker.assert_untouched()
