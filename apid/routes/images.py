@@ -324,7 +324,10 @@ async def _paused_for_commit(daemon, container_id: str, pause: bool) -> AsyncIte
         _commit_pauses[container_id] = held
     held.holders += 1
     try:
-        await asyncio.shield(held.paused)
+        try:
+            await asyncio.shield(held.paused)
+        except errdefs.FailedPrecondition:
+            pass  # it stopped meanwhile: nothing to freeze, its files hold still anyway
         yield
     finally:
         held.holders -= 1
