@@ -4,6 +4,7 @@
                   [--group GROUP] [--managerd ADDRESS] [--namespace NS] [--init-path PATH]
                   [--tlsverify --tlscacert CA --tlscert CERT --tlskey KEY]
                   [--insecure-tcp-forced] [--log-level LEVEL]
+                  [--bridge NAME|none] [--bip CIDR]
 
 Unix sockets are created with mode 0660 (group root unless --group). A TCP
 listener requires TLS with client-certificate verification; plain TCP is
@@ -51,6 +52,8 @@ class Config:
     tlskey: str | None = None
     insecure_tcp_forced: bool = False
     log_level: str = "info"
+    bridge: str | None = None  # default bridge device; None = lo-only namespaces
+    bip: str | None = None  # the bridge's address/prefix, e.g. 172.18.0.1/16
     # span file retention in <exec-root>/trace (dockyard/tracefiles.py)
     trace_retention: tracefiles.Retention = field(default_factory=tracefiles.Retention)
 
@@ -84,6 +87,13 @@ def parse_args(argv: list[str] | None = None) -> Config:
                         "gets root on this host)")
     p.add_argument("--log-level", default=env("DOCKYARD_LOG_LEVEL", "info"),
                    choices=["debug", "info", "warning", "error"])
+    p.add_argument("--bridge", "-b", default=env("DOCKYARD_BRIDGE", "none"),
+                   help="bridge device of the default `bridge` network, created if missing; "
+                        "`none` (the default) keeps containers on a private namespace with lo "
+                        "only (scripts/setup.sh passes dockyard0)")
+    p.add_argument("--bip", default=env("DOCKYARD_BIP") or None,
+                   help="the default bridge's address and prefix (e.g. 172.18.0.1/16); default: "
+                        "the first of 172.17-31.0.0/16, 192.168.N.0/20 no host route overlaps")
     tracefiles.add_arguments(p, env)  # --trace-max-age/-files/-bytes
     a = p.parse_args(argv)
     return Config(data_root=a.data_root, exec_root=a.exec_root,
@@ -92,7 +102,8 @@ def parse_args(argv: list[str] | None = None) -> Config:
                   init_path=a.init_path or _default_init(), tlsverify=a.tlsverify,
                   tlscacert=a.tlscacert, tlscert=a.tlscert, tlskey=a.tlskey,
                   insecure_tcp_forced=a.insecure_tcp_forced, log_level=a.log_level,
-                  trace_retention=tracefiles.from_args(a))
+                  trace_retention=tracefiles.from_args(a),
+                  bridge=None if a.bridge in ("", "none") else a.bridge, bip=a.bip)
 
 
 def _tcp_addr(host: str) -> tuple[str, int]:
@@ -175,7 +186,7 @@ class Server:
         self.manager = GrpcManager(self.config.managerd, namespace=self.config.namespace)
         self.daemon = Daemon(self.manager, DaemonConfig(
             data_root=self.config.data_root, exec_root=self.config.exec_root,
-            init_path=self.config.init_path))
+            init_path=self.config.init_path, bridge=self.config.bridge, bip=self.config.bip))
         try:
             await self.daemon.restore()
         except errdefs.Unavailable as err:

@@ -32,6 +32,8 @@ from dockyard.apid.container import (
 from dockyard.apid.events import EventBus
 from dockyard.apid.manager import ContainerInfo, ExitStatus, ImageInfo, Manager, ProcessIO
 from dockyard.apid.names import NameIndex, generate_name, validate_name
+from dockyard.apid.network import NetworkController
+from dockyard.apid.network.controller import StartError as _NetworkStartError
 from dockyard.apid.volumes import VolumeStore
 
 from dockyard import errdefs, ids
@@ -64,7 +66,7 @@ class _JoinFailed(errdefs.EngineError):
 
 
 # start errors that keep their own status instead of start's usual 400
-_START_STATUS_KEPT = (_JoinRefused, _JoinConflict, _JoinFailed)
+_START_STATUS_KEPT = (_JoinRefused, _JoinConflict, _JoinFailed, _NetworkStartError)
 
 
 @dataclass
@@ -76,6 +78,8 @@ class DaemonConfig:
     host_resolv_conf: str = "/etc/resolv.conf"
     snapshotter: str = "overlayfs"
     manage_netns: bool = True  # a netns per container with lo up (off in unit tests)
+    bridge: str | None = None  # the default bridge (--bridge); None: lo-only namespaces
+    bip: str | None = None  # its gateway/prefix (--bip), else a free private range
     volume_copy_up: bool = True  # copy image content into new volumes (mounts the rootfs)
 
 
@@ -164,6 +168,10 @@ class Daemon:
         self._shutting_down = False
         self._create_lock = asyncio.Lock()
         self._events_task: asyncio.Task | None = None
+        self.network = NetworkController(config.data_root, config.exec_root, config.bridge,
+                                         config.bip, enabled=config.manage_netns,
+                                         containers=self.containers,
+                                         publish=self.events.publish)
 
     # --- lookup -------------------------------------------------------------------------
 
@@ -197,6 +205,7 @@ class Daemon:
         # join bind mounts exist only during a task create: any found now were left by an
         # apid that died there (no create is in flight before restore has run)
         await namespaces.release_stale_joins(self.config.exec_root)
+        await self.network.startup()  # bridges and addresses before any container starts
         restored: list[Container] = []
         for info in await self.manager.list_containers():
             raw = info.extensions.get(EXTENSION)
@@ -237,6 +246,7 @@ class Daemon:
             c.state.pid = task.pid
             self._watch(c)
             self._start_health(c)
+            await self.network.resume(c)
             return
         was_running = c.state.status in ("running", "paused", "restarting")
         if task is not None:
@@ -245,6 +255,7 @@ class Daemon:
                 c.state.exit_code = status.code
                 c.state.finished_at = status.exited_at or time.time()
         await self._release_ipc(c)  # it stopped while apid was away: its shm tmpfs goes
+        await self.network.release(c)
         if was_running:
             c.state.status = "exited"
             c.state.pid = 0
@@ -294,6 +305,7 @@ class Daemon:
             for task in (rt.monitor, rt.restart, rt.health):
                 if task and not task.done():
                     task.cancel()
+        await self.network.shutdown()  # proxies and iptables chains; veths stay (live restore)
 
     # --- create -------------------------------------------------------------------------
 
@@ -308,6 +320,7 @@ class Daemon:
             raise errdefs.InvalidArgument("config cannot be empty in order to create a container")
         host_config = dict(body.get("HostConfig") or {})
         self._validate_host_config(host_config)
+        self.network.check_create(host_config, body.get("NetworkingConfig"))
         translate.check_namespace_modes(body.get("Hostname"), host_config)
         devices.check_mappings(host_config.get("Devices"))
         self._adapt_namespace_modes(host_config)
@@ -369,6 +382,7 @@ class Daemon:
                 pass
             raise
         self.containers[c.id] = c
+        self.network.created(c)
         for v in c.volumes:
             self.events.publish("volume", "mount", v["Name"], {
                 "container": c.id, "destination": v["Destination"], "driver": "local",
@@ -461,13 +475,9 @@ class Daemon:
                                           "and --rm")
         mode = hc.get("NetworkMode") or "default"
         if mode not in ("default", "bridge", "host", "none") and not mode.startswith("container:"):
-            raise errdefs.NotFound(f"network {mode} not found")
+            self.network.find(mode)  # 404 "network X not found"
         if mode.startswith("container:"):
             self.get(mode.split(":", 1)[1])  # 404 when the other container is unknown
-        if any(hc.get("PortBindings") or {}) or hc.get("PublishAllPorts"):
-            raise errdefs.InvalidArgument(
-                "port publishing (-p/-P) needs bridge networking, which this engine does not "
-                "provide yet; use --network host")
 
     async def _spec(self, c: Container, image: ImageInfo,
                     host_config: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -674,6 +684,7 @@ class Daemon:
                 path = self._netns(c)
                 if path and self._owns_netns(c):
                     await netns.ensure(path)
+                    await self.network.attach(c, path)
                 elif path and not netns.is_mounted(path):
                     raise errdefs.FailedPrecondition(
                         "cannot join network of a non running container: "
@@ -705,6 +716,7 @@ class Daemon:
             except errdefs.EngineError:
                 pass
             await self._release_ipc(c)
+            await self.network.release(c)
             await self.save(c)
             if c.host_config.get("AutoRemove"):
                 await self._remove(c, remove_volumes=True)
@@ -816,6 +828,7 @@ class Daemon:
                 netns.remove(netns.path_for(self.config.exec_root, c.id)))
         deleted = await self._delete_task(c)
         await self._release_ipc(c)
+        await self.network.release(c)
         await rt.started.wait()  # the start of this run saved its state (see _start)
         code = status.code if status.code is not None else deleted.code
         c.state.status = "exited"
@@ -1079,6 +1092,7 @@ class Daemon:
                 await netns_gone
             elif self.config.manage_netns and self._owns_netns(c):
                 await netns.remove(netns.path_for(self.config.exec_root, c.id))
+            await self.network.forget(c)
             await self._release_ipc(c)  # before the rmtree: the shm tmpfs lives in c.root
             await asyncio.to_thread(shutil.rmtree, c.root, ignore_errors=True)
 

@@ -172,7 +172,9 @@ async def list_containers(all: str | None = None, limit: int | None = None,
         if qbool(size):
             with contextlib.suppress(errdefs.EngineError):
                 size_rw = await daemon.manager.snapshot_usage(c.snapshot_key)
-        out.append(views.container_summary(c, size_rw, now))
+        entry = views.container_summary(c, size_rw, now)
+        daemon.network.summary(c, entry)  # Ports and Networks of bridged containers
+        out.append(entry)
         if limit and limit > 0 and len(out) >= limit:
             break
     # serialised here: FastAPI's response validation costs more than building the list
@@ -187,7 +189,11 @@ async def inspect(ref: str, size: str | None = None,
     if qbool(size):
         with contextlib.suppress(errdefs.EngineError):
             size_rw = await daemon.manager.snapshot_usage(c.snapshot_key)
-    return views.container_inspect(c, size_rw)
+    out = views.container_inspect(c, size_rw)
+    settings = daemon.network.settings(c)  # bridged containers: addresses, ports
+    if settings is not None:
+        out["NetworkSettings"] = settings
+    return out
 
 
 @router.post("/containers/{ref}/start", status_code=204)

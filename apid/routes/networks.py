@@ -1,18 +1,21 @@
-"""Networks (read-only until bridge networking exists) and volumes (`local` driver).
+"""Networks (Docker's `bridge` driver through apid/network/) and volumes (`local` driver).
 
-`docker network ls/inspect` see the three built-in networks (bridge = a
-private namespace with `lo` only for now, host, none); creating a network is
-refused with a 501 naming what is missing. Volumes: create, list (filters),
-inspect, remove (409 while in use), prune (anonymous ones unless all=true).
+Networks: list (filters), inspect, create (Name, Driver bridge, IPAM
+Subnet/Gateway, Internal, Attachable, Labels, Options; CheckDuplicate is
+always on, as in API >= 1.44), remove (409 while containers are attached),
+prune, connect/disconnect (a running container gets or loses the interface at
+once). Routes only decode and call `daemon.network`. Volumes: create, list
+(filters), inspect, remove (409 while in use), prune (anonymous ones unless
+all=true).
 """
 
 from __future__ import annotations
 
-import hashlib
+from typing import Any
 
-from dockyard.apid.container import rfc3339
 from dockyard.apid.deps import DaemonDep, qbool
 from dockyard.apid.events import parse_filters
+from dockyard.apid.netns import path_for
 from dockyard.apid.views import _label_match
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
@@ -22,47 +25,117 @@ from dockyard import errdefs
 
 router = APIRouter(tags=["networks"])
 
-_BUILTIN = {"bridge": "bridge", "host": "host", "none": "null"}
+_NETWORK_FILTERS = {"dangling", "driver", "id", "label", "name", "scope", "type"}
+_BUILTIN_NAMES = ("bridge", "host", "none")
 
 
-def _network(name: str, daemon) -> dict:
-    nid = hashlib.sha256(f"dockyard-network-{name}".encode()).hexdigest()
-    containers = {}
-    for c in daemon.containers.values():
-        mode = c.host_config.get("NetworkMode") or "default"
-        if (mode == "default" and name == "bridge" or mode == name) and c.state.running:
-            containers[c.id] = {"Name": c.name.lstrip("/"), "EndpointID": "", "MacAddress": "",
-                                "IPv4Address": "", "IPv6Address": ""}
-    return {"Name": name, "Id": nid, "Created": rfc3339(0), "Scope": "local",
-            "Driver": _BUILTIN[name], "EnableIPv4": name == "bridge", "EnableIPv6": False,
-            "IPAM": {"Driver": "default", "Options": None, "Config": []}, "Internal": False,
-            "Attachable": False, "Ingress": False, "ConfigFrom": {"Network": ""},
-            "ConfigOnly": False, "Containers": containers, "Options": {}, "Labels": {}}
+def _network_matches(net: dict[str, Any], flt: dict[str, list[str]], used: bool) -> bool:
+    if flt.get("name") and not any(n in net["Name"] for n in flt["name"]):
+        return False
+    if flt.get("id") and not any(net["Id"].startswith(i) for i in flt["id"]):
+        return False
+    if flt.get("driver") and net["Driver"] not in flt["driver"]:
+        return False
+    if flt.get("scope") and "local" not in flt["scope"]:
+        return False
+    if flt.get("label") and not _label_match(net.get("Labels") or {}, flt["label"]):
+        return False
+    builtin = net["Name"] in _BUILTIN_NAMES
+    for kind in flt.get("type", []):
+        if kind not in ("custom", "builtin"):
+            raise errdefs.InvalidArgument(f"invalid filter: 'type'='{kind}'")
+        if (kind == "builtin") != builtin:
+            return False
+    if flt.get("dangling"):
+        dangling = qbool(flt["dangling"][0])
+        if dangling != (not used and not builtin):
+            return False
+    return True
 
 
 @router.get("/networks")
-async def list_networks(*, daemon: DaemonDep) -> list[dict]:
-    return [_network(n, daemon) for n in _BUILTIN]
+async def list_networks(filters: str | None = None, *, daemon: DaemonDep) -> list[dict]:
+    flt = parse_filters(filters, _NETWORK_FILTERS)
+    out = []
+    for net in daemon.network.networks():
+        if _network_matches(net, flt, bool(net["Containers"]) or bool(
+                daemon.network._members(net["Id"]))):
+            out.append(net)
+    return out
 
 
 @router.get("/networks/{ref}")
 async def inspect_network(ref: str, *, daemon: DaemonDep) -> dict:
-    for name in _BUILTIN:
-        net = _network(name, daemon)
-        if ref == name or (len(ref) >= 3 and net["Id"].startswith(ref)):
-            return net
-    raise errdefs.NotFound(f"network {ref} not found")
+    return daemon.network.inspect(ref)
 
 
-@router.post("/networks/create")
-async def create_network() -> JSONResponse:
-    return JSONResponse({"message": "user-defined networks are not supported by this engine "
-                                    "yet (bridge networking is missing)"}, status_code=501)
+class NetworkCreate(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    Name: str
+    CheckDuplicate: bool | None = None
+    Driver: str | None = None
+    Scope: str | None = None
+    Internal: bool | None = None
+    Attachable: bool | None = None
+    Ingress: bool | None = None
+    EnableIPv6: bool | None = None
+    EnableIPv4: bool | None = None
+    IPAM: dict[str, Any] | None = None
+    Options: dict[str, str] | None = None
+    Labels: dict[str, str] | None = None
+
+
+@router.post("/networks/create", status_code=201)
+async def create_network(body: NetworkCreate, *, daemon: DaemonDep) -> JSONResponse:
+    if body.Ingress:
+        raise errdefs.PermissionDenied("ingress networks need swarm mode, which this engine "
+                                       "does not have")
+    nid, warning = await daemon.network.create_network(body.model_dump(exclude_none=True))
+    return JSONResponse({"Id": nid, "Warning": warning}, status_code=201)
+
+
+@router.delete("/networks/{ref}", status_code=204)
+async def remove_network(ref: str, *, daemon: DaemonDep) -> Response:
+    await daemon.network.remove_network(ref)
+    return Response(status_code=204)
+
+
+class NetworkConnect(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    Container: str
+    EndpointConfig: dict[str, Any] | None = None
+    Force: bool | None = None
+
+
+@router.post("/networks/{ref}/connect")
+async def connect_network(ref: str, body: NetworkConnect, *, daemon: DaemonDep) -> Response:
+    c = daemon.get(body.Container)
+    ns = path_for(daemon.config.exec_root, c.id) if daemon.config.manage_netns else None
+    await daemon.network.connect(ref, c, body.EndpointConfig, ns)
+    return Response(status_code=200)
+
+
+@router.post("/networks/{ref}/disconnect")
+async def disconnect_network(ref: str, body: NetworkConnect, *, daemon: DaemonDep
+                             ) -> Response:
+    c = daemon.get(body.Container)
+    await daemon.network.disconnect(ref, c, bool(body.Force))
+    return Response(status_code=200)
 
 
 @router.post("/networks/prune")
-async def prune_networks() -> dict:
-    return {"NetworksDeleted": None}
+async def prune_networks(filters: str | None = None, *, daemon: DaemonDep) -> dict:
+    flt = parse_filters(filters, {"label", "label!", "until"})
+
+    def keep(net) -> bool:
+        if flt.get("label") and not _label_match(net.labels, flt["label"]):
+            return True
+        if flt.get("label!") and _label_match(net.labels, flt["label!"]):
+            return True
+        return False
+
+    removed = await daemon.network.prune(keep)
+    return {"NetworksDeleted": removed or None}
 
 
 @router.get("/volumes")

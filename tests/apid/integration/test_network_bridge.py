@@ -1,0 +1,288 @@
+"""The default `bridge` network (`--bridge`/`--bip`) with the real docker CLIs and docker-py.
+
+An apid of its own (own managerd namespace, data and exec roots) on the
+session's managerd, started with a bridge named `dy` + uuid and a /24 no host
+route uses. Checks: eth0 with an address from the subnet and the default
+route, /etc/hosts, inspect's NetworkSettings, container-to-container traffic,
+`-p`/`-P` through 127.0.0.1, port conflicts, `docker port`, no leftovers
+(veths, bridge, iptables chains, proxies) after removal and daemon stop.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import socket
+import subprocess
+import time
+import uuid
+
+import docker
+import pytest
+from conftest import DOCKER_CLIS, ApidProcess, Stack
+from helpers import images
+from seed import seed_image
+
+pytestmark = pytest.mark.timeout(300)
+
+IMAGE = "dockyard.test/busybox:latest"
+
+
+def _host_routes() -> list[ipaddress.IPv4Network]:
+    out = []
+    with open("/proc/net/route") as f:
+        for line in list(f)[1:]:
+            fields = line.split()
+            dst, mask = (ipaddress.IPv4Address(bytes.fromhex(x)[::-1]) for x in
+                         (fields[1], fields[7]))
+            if int(mask):
+                out.append(ipaddress.IPv4Network(f"{dst}/{mask}", strict=False))
+    return out
+
+
+def free_subnet() -> ipaddress.IPv4Network:
+    """A random 10.x.y.0/24 no host route overlaps (parallel test daemons share a kernel)."""
+    used = _host_routes()
+    rnd = uuid.uuid4().int
+    for i in range(200):
+        cand = ipaddress.IPv4Network(f"10.{100 + (rnd + i) % 150}.{(rnd >> 8) % 250}.0/24")
+        if not any(cand.overlaps(u) for u in used):
+            return cand
+    raise RuntimeError("no free 10.x.y.0/24")
+
+
+def links() -> str:
+    return subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+
+
+class BridgedApid(ApidProcess):
+    """conftest's ApidProcess, started with extra environment (the flags' env twins)."""
+
+    def __init__(self, base, managerd: str, env: dict[str, str]) -> None:
+        super().__init__(base, managerd)
+        self.extra_env = env
+
+    def start(self, timeout: float = 20.0) -> ApidProcess:
+        saved = {k: os.environ.get(k) for k in self.extra_env}
+        os.environ.update(self.extra_env)
+        try:
+            return super().start(timeout)
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+
+
+def iptables_chains() -> str:
+    out = ""
+    for table in ("nat", "filter"):
+        out += subprocess.run(["iptables", "-w", "-t", table, "-S"], capture_output=True,
+                              text=True).stdout
+    return out
+
+
+@pytest.fixture(scope="module")
+def bridged(stack, tmp_path_factory):
+    """(Stack, bridge name, subnet) of an apid with a default bridge."""
+    bridge = "dy" + uuid.uuid4().hex[:8]
+    subnet = free_subnet()
+    ns = "dynet" + uuid.uuid4().hex[:6]
+    base = tmp_path_factory.mktemp("apid-bridge")
+    (base / "docker-config").mkdir()
+    seed_image(stack.managerd.address, ns, IMAGE, images.busybox_image(cmd=["sh"]))
+    apid = BridgedApid(base, stack.managerd.address, {
+        "DOCKYARD_BRIDGE": bridge, "DOCKYARD_BIP": f"{subnet.network_address + 1}/24",
+        "DOCKYARD_NAMESPACE": ns})
+    apid.start()
+    st = Stack(stack.managerd, apid, IMAGE)
+    try:
+        yield st, bridge, subnet
+    finally:
+        with st.http() as client:
+            for c in client.get("/containers/json", params={"all": 1}).json():
+                client.delete(f"/containers/{c['Id']}", params={"force": 1})
+            for n in client.get("/networks").json():
+                if n["Name"] not in ("bridge", "host", "none"):
+                    client.delete(f"/networks/{n['Id']}")
+        apid.stop()
+        # the daemon's stop removed its bridge and chains; never leave them on a failure
+        if bridge in links():
+            subprocess.run(["ip", "link", "del", bridge], capture_output=True)
+        assert bridge not in links(), "the default bridge outlived its daemon"
+
+
+def run(st: Stack, *args: str, cli: str | None = None, timeout: float = 60
+        ) -> subprocess.CompletedProcess:
+    r = st.docker(*args, cli=cli, timeout=timeout)
+    assert r.returncode == 0, r.stderr.decode() + st.apid.log()
+    return r
+
+
+def inspect(st: Stack, name: str) -> dict:
+    return json.loads(run(st, "inspect", name).stdout)[0]
+
+
+@pytest.mark.parametrize("cli", DOCKER_CLIS)
+def test_container_gets_eth0_address_route_hosts(bridged, cli):
+    st, bridge, subnet = bridged
+    name = f"dy-{uuid.uuid4().hex[:8]}"
+    out = run(st, "run", "--name", name, st.image, "sh", "-c",
+              "ip -o -4 addr show eth0; ip route; cat /etc/hosts; hostname", cli=cli).stdout
+    text = out.decode()
+    info = inspect(st, name)
+    run(st, "rm", name)
+    gateway = str(subnet.network_address + 1)
+    addr = next(line.split()[3] for line in text.splitlines() if " eth0 " in line)
+    ip = ipaddress.IPv4Interface(addr)
+    assert ip.network == subnet and str(ip.ip) != gateway
+    assert f"default via {gateway} dev eth0" in text
+    hostname = text.strip().splitlines()[-1]
+    assert f"{ip.ip}\t{hostname}" in text and "127.0.0.1\tlocalhost" in text
+    # stopped: the network is still there, the address is not (dockerd's inspect)
+    net = info["NetworkSettings"]["Networks"]["bridge"]
+    assert net["NetworkID"] and net["IPAddress"] == ""
+
+
+def test_inspect_network_settings_and_network_inspect(bridged):
+    st, bridge, subnet = bridged
+    name = f"dy-{uuid.uuid4().hex[:8]}"
+    run(st, "run", "-d", "--name", name, st.image, "sleep", "60")
+    try:
+        ns = inspect(st, name)["NetworkSettings"]
+        ip = ns["IPAddress"]
+        assert ipaddress.IPv4Address(ip) in subnet
+        assert ns["Gateway"] == str(subnet.network_address + 1) and ns["IPPrefixLen"] == 24
+        octets = ipaddress.IPv4Address(ip).packed
+        assert ns["MacAddress"] == "02:42:" + ":".join(f"{b:02x}" for b in octets)
+        assert ns["Networks"]["bridge"]["IPAddress"] == ip
+        assert ns["SandboxKey"].endswith(inspect(st, name)["Id"])
+        net = json.loads(run(st, "network", "inspect", "bridge").stdout)[0]
+        assert net["IPAM"]["Config"] == [{"Subnet": str(subnet),
+                                          "Gateway": str(subnet.network_address + 1)}]
+        assert net["Options"]["com.docker.network.bridge.name"] == bridge
+        cid = inspect(st, name)["Id"]
+        assert net["Containers"][cid]["IPv4Address"] == f"{ip}/24"
+        # the host side: a veth on the bridge, and the bridge carries the gateway
+        assert f"master {bridge}" in links()
+        r = run(st, "ps", "--format", "{{.Networks}}", "--filter", f"name={name}")
+        assert r.stdout.decode().strip() == "bridge"
+    finally:
+        run(st, "rm", "-f", name)
+    assert f"master {bridge}" not in links(), "veth left on the bridge after rm -f"
+
+
+def test_two_containers_talk_over_the_bridge(bridged):
+    st, _, _ = bridged
+    server = f"dy-{uuid.uuid4().hex[:8]}"
+    run(st, "run", "-d", "--name", server, st.image, "sh", "-c",
+        "mkdir /www && echo hello-bridge > /www/index.html && httpd -f -p 8080 -h /www")
+    try:
+        ip = inspect(st, server)["NetworkSettings"]["IPAddress"]
+        out = run(st, "run", "--rm", st.image, "wget", "-q", "-O", "-",
+                  f"http://{ip}:8080/").stdout
+        assert out == b"hello-bridge\n"
+    finally:
+        run(st, "rm", "-f", server)
+
+
+def _get(port: int, path: str = "/") -> bytes:
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+                s.sendall(f"GET {path} HTTP/1.0\r\nHost: x\r\n\r\n".encode())
+                s.shutdown(socket.SHUT_WR)
+                data = b""
+                while chunk := s.recv(65536):
+                    data += chunk
+            if data:
+                return data
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError(f"nothing served on 127.0.0.1:{port}")
+        time.sleep(0.2)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+HTTPD = "mkdir /www && echo published > /www/index.html && httpd -f -p 80 -h /www"
+
+
+@pytest.mark.parametrize("cli", DOCKER_CLIS)
+def test_publish_port_and_docker_port(bridged, cli):
+    st, _, _ = bridged
+    name = f"dy-{uuid.uuid4().hex[:8]}"
+    port = _free_port()
+    run(st, "run", "-d", "--name", name, "-p", f"{port}:80", st.image, "sh", "-c", HTTPD,
+        cli=cli)
+    try:
+        assert _get(port).endswith(b"published\n")
+        ports = inspect(st, name)["NetworkSettings"]["Ports"]
+        assert {"HostIp": "0.0.0.0", "HostPort": str(port)} in ports["80/tcp"]
+        out = run(st, "port", name, cli=cli).stdout.decode()
+        assert f"80/tcp -> 0.0.0.0:{port}" in out
+        ps = run(st, "ps", "--filter", f"name={name}", "--format", "{{.Ports}}",
+                 cli=cli).stdout.decode()
+        assert f"0.0.0.0:{port}->80/tcp" in ps
+        # a second container on the same port: dockerd's error, nothing left behind
+        other = f"dy-{uuid.uuid4().hex[:8]}"
+        r = st.docker("run", "-d", "--name", other, "-p", f"{port}:80", st.image, "sleep", "9",
+                      cli=cli)
+        assert r.returncode == 125
+        assert b"port is already allocated" in r.stderr
+        assert inspect(st, other)["State"]["Status"] == "created"
+        run(st, "rm", other)
+    finally:
+        run(st, "rm", "-f", name)
+    with pytest.raises(OSError):  # the proxy stopped with the container
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+
+
+def test_publish_all_and_ephemeral_with_docker_py(bridged):
+    st, _, _ = bridged
+    client = docker.DockerClient(base_url=st.apid.host, version="auto")
+    ctr = client.containers.run(st.image, ["sh", "-c", HTTPD], detach=True,
+                                ports={"80/tcp": ("127.0.0.1", None)},
+                                name=f"dy-{uuid.uuid4().hex[:8]}")
+    try:
+        ctr.reload()
+        binding = ctr.ports["80/tcp"][0]
+        assert binding["HostIp"] == "127.0.0.1" and int(binding["HostPort"]) > 0
+        assert _get(int(binding["HostPort"])).endswith(b"published\n")
+    finally:
+        ctr.remove(force=True)
+    name = f"dy-{uuid.uuid4().hex[:8]}"
+    run(st, "create", "--name", name, "--expose", "80", "-P", st.image, "sh", "-c", HTTPD)
+    try:
+        run(st, "start", name)
+        port = int(inspect(st, name)["NetworkSettings"]["Ports"]["80/tcp"][0]["HostPort"])
+        assert _get(port).endswith(b"published\n")
+    finally:
+        run(st, "rm", "-f", name)
+    client.close()
+
+
+def test_network_none_and_host_keep_working(bridged):
+    st, bridge, _ = bridged
+    out = run(st, "run", "--rm", "--network", "none", st.image, "sh", "-c",
+              "ip -o link").stdout
+    assert b"eth0" not in out and b"lo" in out
+    out = run(st, "run", "--rm", "--network", "host", st.image, "sh", "-c",
+              "ip -o link").stdout
+    assert bridge.encode() in out  # the host's links, our bridge among them
+
+
+def test_masquerade_chain_is_the_daemons_own(bridged):
+    st, bridge, subnet = bridged
+    rules = iptables_chains()
+    if "DOCKYARD-NAT-" not in rules:
+        pytest.skip("iptables unusable here")
+    assert f"-s {subnet} ! -o {bridge} -j MASQUERADE" in rules
