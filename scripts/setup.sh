@@ -25,6 +25,12 @@
 #   DOCKYARD_SYSTEMD_DIR   /etc/systemd/system     where the units go
 #   DOCKYARD_FORCE_SYSTEMD (unset)                 1 = use systemctl even off the default roots
 #                                                  or without systemd as PID 1 (tests)
+#   DOCKYARD_BRIDGE        dockyard0               apid's default bridge, as dockerd's docker0
+#                                                  (`none` off the default roots: tests run
+#                                                  many engines side by side; none = lo only)
+#   DOCKYARD_BIP           (unset)                 its address, e.g. 172.18.0.1/16; unset: apid
+#                                                  picks the first of 172.17-31.0.0/16 and
+#                                                  192.168.N.0/20 no host route overlaps
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
@@ -58,6 +64,10 @@ export PATH="$VENV/bin:$PATH"
 MANAGERD_ARGS=(--root "$DATA/manager" --state "$RUN/manager" --address "unix://$MANAGERD_SOCK"
                --trace-dir "$RUN/trace")
 APID_ARGS=(--data-root "$DATA" --exec-root "$RUN" -H "$HOST" --managerd "unix://$MANAGERD_SOCK")
+# Docker's default networking (a bridge, NAT, -p) for the system engine
+if [ "$RUN" = /run/dockyard ]; then BRIDGE=${DOCKYARD_BRIDGE:-dockyard0}; else BRIDGE=${DOCKYARD_BRIDGE:-none}; fi
+APID_ARGS+=(--bridge "$BRIDGE")
+[ -z "${DOCKYARD_BIP:-}" ] || APID_ARGS+=(--bip "$DOCKYARD_BIP")
 
 ping_apid() { curl -sf --max-time 2 --unix-socket "$APID_SOCK" http://dockyard/_ping >/dev/null 2>&1; }
 
