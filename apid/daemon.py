@@ -473,9 +473,7 @@ class Daemon:
         if hc.get("AutoRemove") and pname != "no":
             raise errdefs.InvalidArgument("conflicting options: cannot specify both --restart "
                                           "and --rm")
-        mode = hc.get("NetworkMode") or "default"
-        if mode not in ("default", "bridge", "host", "none") and not mode.startswith("container:"):
-            self.network.find(mode)  # 404 "network X not found"
+        mode = hc.get("NetworkMode") or "default"  # a user network is looked up at start
         if mode.startswith("container:"):
             self.get(mode.split(":", 1)[1])  # 404 when the other container is unknown
 

@@ -44,7 +44,7 @@ from dockyard.apid.network.store import Endpoint, Network, Store
 
 from dockyard import errdefs, ids
 
-__all__ = ["NetworkController", "StartError"]
+__all__ = ["NetworkController", "StartError", "NetworkNotFound"]
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,11 @@ _SHARED_MODES = ("host", "none")
 
 class StartError(errdefs.EngineError):
     """A start that failed in the network driver (dockerd: 500)."""
+
+
+class NetworkNotFound(StartError, errdefs.NotFound):
+    """Start of a container whose network is gone or never was (404, as dockerd: the
+    name is only looked up at start, so the CLI does not take it for a missing image)."""
 
 
 def _pseudo_id(name: str) -> str:
@@ -227,7 +232,13 @@ class NetworkController:
         raise errdefs.NotFound(f"network {ref} not found")
 
     def _members(self, network_id: str) -> list[str]:
+        """Containers configured on the network (running or not)."""
         return [cid for cid, eps in self.store.endpoints.items() if network_id in eps]
+
+    def attached(self, network_id: str) -> list[str]:
+        """Containers with a live endpoint on the network (dockerd's active endpoints)."""
+        return [cid for cid, eps in self.store.endpoints.items()
+                if network_id in eps and eps[network_id].ip]
 
     def _mode_network(self, mode: str) -> Network | None:
         """The network a NetworkMode names (None: no bridge endpoint)."""
@@ -245,7 +256,11 @@ class NetworkController:
     def check_create(self, hc: dict[str, Any], nc: dict[str, Any] | None = None) -> None:
         """Validate NetworkMode, EndpointsConfig and port specs of a create body."""
         mode = _mode(hc)
-        bridged = self._mode_network(mode) if not mode.startswith("container:") else None
+        try:
+            bridged = self._mode_network(mode) if not mode.startswith("container:") else None
+        except errdefs.NotFound:
+            bridged = None  # looked up at start, as dockerd does
+            mode = "user-defined"
         if mode.startswith("container:") and (hc.get("PortBindings") or
                                               hc.get("PublishAllPorts")):
             raise errdefs.InvalidArgument("conflicting options: port publishing and the "
@@ -266,7 +281,10 @@ class NetworkController:
             name = "bridge" if key == "default" else key
             if name in _SHARED_MODES:
                 continue
-            net = self._mode_network(name)
+            try:
+                net = self._mode_network(name)
+            except errdefs.NotFound:
+                continue  # looked up at start
             cfg = cfg or {}
             user_defined = net is not None and not net.default
             want_ip = (cfg.get("IPAMConfig") or {}).get("IPv4Address")
@@ -296,13 +314,17 @@ class NetworkController:
         mode = _mode(hc)
         configs = {("bridge" if k == "default" else k): (v or {})
                    for k, v in ((nc or {}).get("EndpointsConfig") or {}).items()}
-        primary = self._mode_network(mode)
-        if primary is None:
+        if mode in _SHARED_MODES or mode.startswith("container:"):
             return out
         names = [mode if mode not in ("default",) else "bridge"]
         names += [k for k in configs if k not in names and k not in _SHARED_MODES]
         for name in names:
-            net = primary if name == names[0] else self.find(name)
+            try:
+                net = self._mode_network(name)
+            except errdefs.NotFound:
+                continue  # attach() reports it at start
+            if net is None or net.id in out:
+                continue
             cfg = configs.get(name) or configs.get(net.name) or configs.get(net.id) or {}
             out[net.id] = self._endpoint(net, cfg)
         return out
@@ -318,8 +340,11 @@ class NetworkController:
     async def attach(self, c: Container, ns_path: str) -> None:
         """At start: every endpoint of c gets an address and a veth in ns_path (eth0 on
         the primary network, with the default route), then /etc/hosts and the proxies."""
+        if not self.enabled:
+            return
+        self._resolve_at_start(c)
         eps = self.store.endpoints.get(c.id)
-        if not eps or not self.enabled:
+        if not eps:
             return
         await self.release(c, save=False)  # anything left by a run apid did not see end
         try:
@@ -339,6 +364,31 @@ class NetworkController:
         self._refresh_peers(c)
         for ep in eps.values():
             self._event("connect", self.store.networks[ep.network_id], c)
+
+    def _resolve_at_start(self, c: Container) -> None:
+        """The networks the create named are looked up now (dockerd: at start): a missing
+        one fails the start with 404; one created after the container joins now."""
+        mode = _mode(c.host_config)
+        if mode in _SHARED_MODES or mode.startswith("container:"):
+            return
+        names = ["bridge" if mode == "default" else mode]
+        names += [("bridge" if k == "default" else k) for k in
+                  ((c.networking_config or {}).get("EndpointsConfig") or {})]
+        eps = self.store.endpoints.get(c.id) or {}
+        known = {self.store.networks[n].name for n in eps if n in self.store.networks}
+        for i, name in enumerate(dict.fromkeys(names)):
+            if name in _SHARED_MODES or name in known:
+                continue
+            try:
+                net = self._mode_network(name)
+            except errdefs.NotFound:
+                raise NetworkNotFound(f"network {name} not found") from None
+            if net is None or net.id in eps:
+                continue
+            cfg = ((c.networking_config or {}).get("EndpointsConfig") or {}).get(name) or {}
+            ep = self._endpoint(net, cfg)
+            eps = ({net.id: ep, **eps} if i == 0 else {**eps, net.id: ep})
+            self.store.endpoints[c.id] = eps
 
     async def _plug(self, c: Container, ep: Endpoint, ns_path: str, ifname: str,
                     primary: bool) -> None:
@@ -650,11 +700,12 @@ class NetworkController:
             raise errdefs.PermissionDenied(f"{net.name} is a pre-defined network and cannot be "
                                            "removed")
         async with self._lock:
-            members = self._members(net.id)
-            if members:
+            if self.attached(net.id):
                 raise errdefs.FailedPrecondition(
                     f"error while removing network: network {net.name} id {net.id} has active "
                     "endpoints")
+            for eps in self.store.endpoints.values():
+                eps.pop(net.id, None)  # stopped members: their start reports it missing
             del self.store.networks[net.id]
             self._save()
             if self.enabled:
@@ -665,7 +716,7 @@ class NetworkController:
     async def prune(self, keep: Callable[[Network], bool]) -> list[str]:
         removed = []
         for net in list(self.store.networks.values()):
-            if net.default or self._members(net.id) or keep(net):
+            if net.default or self.attached(net.id) or keep(net):
                 continue
             with contextlib.suppress(errdefs.EngineError):
                 await self.remove_network(net.id)

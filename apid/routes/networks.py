@@ -59,7 +59,7 @@ async def list_networks(filters: str | None = None, *, daemon: DaemonDep) -> lis
     out = []
     for net in daemon.network.networks():
         if _network_matches(net, flt, bool(net["Containers"]) or bool(
-                daemon.network._members(net["Id"]))):
+                daemon.network.attached(net["Id"]))):
             out.append(net)
     return out
 

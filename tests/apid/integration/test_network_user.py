@@ -1,0 +1,217 @@
+"""User-defined networks with the real docker CLIs and docker-py: the networks API,
+name resolution by /etc/hosts, isolation between networks, live connect/disconnect,
+EndpointsConfig, and state that survives an apid restart.
+
+Uses test_network_bridge's `bridged` apid (its own namespace, roots and default bridge).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import uuid
+
+import docker
+import pytest
+from docker.types import EndpointConfig, IPAMConfig, IPAMPool
+from test_network_bridge import (  # noqa: F401 - the module fixture
+    HTTPD,
+    _free_port,
+    _get,
+    bridged,
+    free_subnet,
+    inspect,
+    links,
+    run,
+)
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def uid() -> str:
+    return uuid.uuid4().hex[:8]
+
+
+@pytest.fixture
+def net(bridged):
+    """A fresh user network (name, subnet); removed afterwards with its containers."""
+    st = bridged[0]
+    name, subnet = f"dynet-{uid()}", free_subnet()
+    run(st, "network", "create", "--subnet", str(subnet), "--label", "dy=1", name)
+    yield name, subnet
+    _drop_network(st, name)
+
+
+def _drop_network(st, name: str) -> None:
+    with st.http() as client:
+        info = client.get(f"/networks/{name}").json()
+        for cid in (info.get("Containers") or {}):
+            client.delete(f"/containers/{cid}", params={"force": 1})
+        for c in client.get("/containers/json", params={"all": 1}).json():
+            if name in (c.get("NetworkSettings") or {}).get("Networks", {}):
+                client.delete(f"/containers/{c['Id']}", params={"force": 1})
+        client.delete(f"/networks/{name}")
+
+
+def test_create_inspect_ls_and_errors(bridged, net):
+    st = bridged[0]
+    name, subnet = net
+    info = json.loads(run(st, "network", "inspect", name).stdout)[0]
+    assert info["Driver"] == "bridge" and info["Scope"] == "local"
+    assert info["IPAM"]["Config"] == [{"Subnet": str(subnet),
+                                       "Gateway": str(subnet.network_address + 1)}]
+    assert info["Labels"] == {"dy": "1"} and info["Internal"] is False
+    bridge = f"br-{info['Id'][:12]}"
+    assert bridge in links()
+    ls = run(st, "network", "ls", "--filter", f"name={name}", "--format",
+             "{{.Name}} {{.Driver}}").stdout.decode().split("\n")
+    assert f"{name} bridge" in ls
+    r = st.docker("network", "create", name)
+    assert r.returncode == 1 and b"network with name " + name.encode() + b" already exists" \
+        in r.stderr
+    r = st.docker("network", "create", "--subnet", str(subnet), f"dynet-{uid()}")
+    assert r.returncode == 1 and b"overlaps" in r.stderr
+    with st.http() as client:
+        r = client.post("/networks/create", json={"Name": f"dynet-{uid()}", "IPAM": {
+            "Config": [{"Subnet": "10.999.0.0/16"}]}})
+        assert r.status_code == 400 and "invalid CIDR address" in r.json()["message"]
+        assert client.post("/networks/create", json={"Name": name}).status_code == 409
+        r = client.delete("/networks/dynet-none-such")
+        assert r.status_code == 404 and r.json()["message"] == "network dynet-none-such not found"
+        assert client.delete("/networks/bridge").status_code == 403
+    r = st.docker("run", "--rm", "--network", "dynet-none-such", st.image, "true")
+    assert r.returncode == 125 and b"network dynet-none-such not found" in r.stderr
+    run(st, "network", "rm", name)
+    assert bridge not in links(), "the network's bridge outlived it"
+    run(st, "network", "create", "--subnet", str(subnet), name)  # for the fixture's cleanup
+
+
+def test_members_resolve_each_other_and_talk(bridged, net):
+    st = bridged[0]
+    name, subnet = net
+    server = f"dy-{uid()}"
+    run(st, "run", "-d", "--name", server, "--network", name, "--network-alias", "web",
+        st.image, "sh", "-c",
+        "mkdir /www && echo hello-user-net > /www/index.html && httpd -f -p 8080 -h /www")
+    for host in (server, "web"):
+        out = run(st, "run", "--rm", "--network", name, st.image, "wget", "-q", "-O", "-",
+                  f"http://{host}:8080/").stdout
+        assert out == b"hello-user-net\n"
+    # the server learns of a client that starts after it (its /etc/hosts is rewritten)
+    client = f"dy-{uid()}"
+    run(st, "run", "-d", "--name", client, "--network", name, st.image, "sleep", "60")
+    hosts = run(st, "exec", server, "cat", "/etc/hosts").stdout.decode()
+    cip = inspect(st, client)["NetworkSettings"]["Networks"][name]["IPAddress"]
+    assert f"{cip}\t{client}" in hosts
+    run(st, "rm", "-f", client)
+    hosts = run(st, "exec", server, "cat", "/etc/hosts").stdout.decode()
+    assert client not in hosts
+    net_info = json.loads(run(st, "network", "inspect", name).stdout)[0]
+    sid = inspect(st, server)["Id"]
+    assert net_info["Containers"][sid]["Name"] == server
+
+
+def test_networks_are_isolated(bridged, net):
+    st = bridged[0]
+    name, _ = net
+    other, other_subnet = f"dynet-{uid()}", free_subnet()
+    run(st, "network", "create", "--subnet", str(other_subnet), other)
+    try:
+        target = f"dy-{uid()}"
+        run(st, "run", "-d", "--name", target, "--network", name, st.image, "sleep", "60")
+        ip = inspect(st, target)["NetworkSettings"]["Networks"][name]["IPAddress"]
+        same = st.docker("run", "--rm", "--network", name, st.image, "ping", "-c", "1",
+                         "-W", "2", ip)
+        assert same.returncode == 0, same.stdout + same.stderr
+        cross = st.docker("run", "--rm", "--network", other, st.image, "ping", "-c", "1",
+                          "-W", "2", ip)
+        rules = subprocess.run(["iptables", "-w", "-S"], capture_output=True, text=True).stdout
+        if "DOCKYARD-FWD-" not in rules:
+            pytest.skip("iptables unusable: no isolation rules")
+        assert cross.returncode != 0, "a container reached another network's member"
+    finally:
+        _drop_network(st, other)
+
+
+def test_connect_and_disconnect_a_running_container(bridged, net):
+    st = bridged[0]
+    name, subnet = net
+    other, other_subnet = f"dynet-{uid()}", free_subnet()
+    run(st, "network", "create", "--subnet", str(other_subnet), other)
+    ctr = f"dy-{uid()}"
+    try:
+        run(st, "run", "-d", "--name", ctr, "--network", name, st.image, "sleep", "120")
+        run(st, "network", "connect", "--alias", "extra", other, ctr)
+        addrs = run(st, "exec", ctr, "sh", "-c", "ip -o -4 addr").stdout.decode()
+        assert " eth1 " in addrs and str(other_subnet)[:-5].rsplit(".", 1)[0] in addrs
+        nets = inspect(st, ctr)["NetworkSettings"]["Networks"]
+        assert set(nets) == {name, other} and nets[other]["Aliases"] == ["extra"]
+        r = st.docker("network", "rm", other)
+        assert r.returncode == 1 and b"has active endpoints" in r.stderr
+        run(st, "network", "disconnect", other, ctr)
+        addrs = run(st, "exec", ctr, "sh", "-c", "ip -o -4 addr").stdout.decode()
+        assert " eth1 " not in addrs and " eth0 " in addrs
+        r = st.docker("network", "disconnect", other, ctr)
+        assert r.returncode == 1 and b"is not connected" in r.stderr
+    finally:
+        run(st, "rm", "-f", ctr)
+        _drop_network(st, other)
+
+
+def test_docker_py_ipam_endpoint_config_internal_and_prune(bridged):
+    st = bridged[0]
+    client = docker.DockerClient(base_url=st.apid.host, version="auto")
+    subnet = free_subnet()
+    name = f"dynet-{uid()}"
+    network = client.networks.create(name, driver="bridge", internal=True, ipam=IPAMConfig(
+        pool_configs=[IPAMPool(subnet=str(subnet), gateway=str(subnet.network_address + 1))]),
+        labels={"dy": "py"})
+    try:
+        network.reload()
+        assert network.attrs["Internal"] is True and network.attrs["Labels"] == {"dy": "py"}
+        want = str(subnet.network_address + 10)
+        api = client.api
+        ctr = api.create_container(st.image, ["sleep", "60"], name=f"dy-{uid()}",
+                                   host_config=api.create_host_config(network_mode=name),
+                                   networking_config=api.create_networking_config({
+                                       name: EndpointConfig(api.api_version,
+                                                            ipv4_address=want,
+                                                            aliases=["py-alias"])}))
+        api.start(ctr)
+        nets = api.inspect_container(ctr)["NetworkSettings"]["Networks"]
+        assert nets[name]["IPAddress"] == want and "py-alias" in nets[name]["Aliases"]
+        assert nets[name]["IPAMConfig"] == {"IPv4Address": want}
+        # internal: no default route out of the network
+        out = api.exec_start(api.exec_create(ctr, ["sh", "-c", "ip route"]))
+        assert b"default" not in out
+        api.remove_container(ctr, force=True)
+        prune = client.networks.prune(filters={"label": "dy=py"})
+        assert name in (prune.get("NetworksDeleted") or [])
+    finally:
+        _drop_network(st, name)
+        client.close()
+
+
+def test_restart_keeps_networks_addresses_and_ports(bridged, net):
+    st = bridged[0]
+    name, subnet = net
+    ctr = f"dy-{uid()}"
+    port = _free_port()
+    run(st, "run", "-d", "--name", ctr, "--network", name, "-p", f"127.0.0.1:{port}:80",
+        st.image, "sh", "-c", HTTPD)
+    assert _get(port).endswith(b"published\n")
+    before = inspect(st, ctr)["NetworkSettings"]["Networks"][name]
+    net_id = json.loads(run(st, "network", "inspect", name).stdout)[0]["Id"]
+    st.apid.restart()
+    assert json.loads(run(st, "network", "inspect", name).stdout)[0]["Id"] == net_id
+    after = inspect(st, ctr)["NetworkSettings"]["Networks"][name]
+    assert after["IPAddress"] == before["IPAddress"] and after["MacAddress"] == before[
+        "MacAddress"]
+    assert _get(port).endswith(b"published\n")  # the proxy is back on the same port
+    # the restored allocation is honoured: a new member gets another address
+    other = f"dy-{uid()}"
+    run(st, "run", "-d", "--name", other, "--network", name, st.image, "sleep", "30")
+    assert inspect(st, other)["NetworkSettings"]["Networks"][name]["IPAddress"] != \
+        before["IPAddress"]
+    run(st, "rm", "-f", other, ctr)
+    assert "master br-" + net_id[:12] not in links(), "veths left after rm -f"
