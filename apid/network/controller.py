@@ -98,6 +98,9 @@ class NetworkController:
                  publish: Callable[[str, str, str, dict[str, str]], None] | None = None
                  ) -> None:
         self.bridge = bridge if bridge not in (None, "", "none") else None
+        if self.bridge is not None and not _valid_ifname(self.bridge):
+            raise errdefs.InvalidArgument(f"invalid bridge name {self.bridge!r}: at most 15 "
+                                          "characters, no '/', ':' or whitespace")
         self.bip = bip
         self.enabled = enabled  # False in unit tests: no kernel objects at all
         self.exec_root = exec_root
@@ -670,8 +673,11 @@ class NetworkController:
             pool = ipam.Pool.create(str(subnet), cfg.get("Gateway") or None)
             nid = ids.new_id()
             opts = dict(body.get("Options") or {})
-            net = Network(id=nid, name=name, bridge=opts.get("com.docker.network.bridge.name")
-                          or f"br-{nid[:12]}", pool=pool, created=time.time(),
+            bridge = opts.get("com.docker.network.bridge.name") or f"br-{nid[:12]}"
+            if not _valid_ifname(bridge) or any(n.bridge == bridge
+                                                for n in self.store.networks.values()):
+                raise errdefs.InvalidArgument(f"invalid or taken bridge name {bridge!r}")
+            net = Network(id=nid, name=name, bridge=bridge, pool=pool, created=time.time(),
                           internal=bool(body.get("Internal")),
                           attachable=bool(body.get("Attachable")),
                           labels=dict(body.get("Labels") or {}), options=opts,
@@ -839,6 +845,11 @@ class NetworkController:
                 ports.append({"IP": b["HostIp"], "PrivatePort": port,
                               "PublicPort": int(b["HostPort"]), "Type": proto})
         entry["Ports"] = ports
+
+
+def _valid_ifname(name: str) -> bool:
+    return 0 < len(name) <= 15 and not any(ch in name for ch in "/: \t\n") and name not in (
+        ".", "..")
 
 
 def _enable_forwarding() -> None:

@@ -218,7 +218,7 @@ HTTPD = "mkdir /www && echo published > /www/index.html && httpd -f -p 80 -h /ww
 
 @pytest.mark.parametrize("cli", DOCKER_CLIS)
 def test_publish_port_and_docker_port(bridged, cli):
-    st, _, _ = bridged
+    st, bridge, _ = bridged
     name = f"dy-{uuid.uuid4().hex[:8]}"
     port = _free_port()
     run(st, "run", "-d", "--name", name, "-p", f"{port}:80", st.image, "sh", "-c", HTTPD,
@@ -239,6 +239,8 @@ def test_publish_port_and_docker_port(bridged, cli):
         assert r.returncode == 125
         assert b"port is already allocated" in r.stderr
         assert inspect(st, other)["State"]["Status"] == "created"
+        assert links().count(f"master {bridge}") == 1, "the failed start left its veth"
+        assert inspect(st, other)["NetworkSettings"]["Networks"]["bridge"]["IPAddress"] == ""
         run(st, "rm", other)
     finally:
         run(st, "rm", "-f", name)

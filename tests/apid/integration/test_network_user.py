@@ -13,19 +13,13 @@ import uuid
 
 import docker
 import pytest
+import test_network_bridge
 from docker.types import EndpointConfig, IPAMConfig, IPAMPool
-from test_network_bridge import (  # noqa: F401 - the module fixture
-    HTTPD,
-    _free_port,
-    _get,
-    bridged,
-    free_subnet,
-    inspect,
-    links,
-    run,
-)
+from test_network_bridge import HTTPD, _free_port, _get, free_subnet, inspect, links, run
 
 pytestmark = pytest.mark.timeout(300)
+
+bridged = test_network_bridge.bridged  # the module fixture: an apid of this module's own
 
 
 def uid() -> str:

@@ -1,0 +1,177 @@
+"""apid/network/ without the kernel: IPAM rules, the store's round trip, the iptables
+rule set, create-time checks and NetworkSettings of the controller (enabled=False)."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+
+import pytest
+from dockyard.apid.container import Container, State
+from dockyard.apid.network import ipam
+from dockyard.apid.network.controller import NetworkController
+from dockyard.apid.network.firewall import Firewall, NetRule
+from dockyard.apid.network.store import Store
+
+from dockyard import errdefs
+
+
+def test_pool_allocates_lowest_free_and_never_gateway():
+    pool = ipam.Pool.create("10.7.0.0/29")
+    assert pool.gateway == "10.7.0.1"
+    got = [pool.allocate() for _ in range(5)]
+    assert got == ["10.7.0.2", "10.7.0.3", "10.7.0.4", "10.7.0.5", "10.7.0.6"]
+    with pytest.raises(errdefs.FailedPrecondition):
+        pool.allocate()
+    pool.release("10.7.0.3")
+    assert pool.allocate() == "10.7.0.3"
+
+
+def test_pool_requested_address_rules():
+    pool = ipam.Pool.create("10.7.1.0/24", "10.7.1.254")
+    assert pool.allocate("10.7.1.9") == "10.7.1.9"
+    with pytest.raises(errdefs.FailedPrecondition, match="already in use"):
+        pool.allocate("10.7.1.9")
+    with pytest.raises(errdefs.FailedPrecondition):
+        pool.allocate("10.7.1.254")  # the gateway
+    with pytest.raises(errdefs.InvalidArgument):
+        pool.allocate("10.8.0.1")
+    with pytest.raises(errdefs.InvalidArgument, match="no matching subnet for gateway"):
+        ipam.Pool.create("10.7.1.0/24", "10.9.0.1")
+
+
+@pytest.mark.parametrize("bad", ["10.999.0.0/16", "nonsense", "10.0.0.0/33"])
+def test_invalid_cidr_is_400(bad):
+    with pytest.raises(errdefs.InvalidArgument, match="invalid CIDR address"):
+        ipam.parse_subnet(bad)
+
+
+def test_pick_subnet_skips_used_ranges_and_mac_rule():
+    used = [ipaddress.IPv4Network("172.17.0.0/16"), ipaddress.IPv4Network("172.18.5.0/24")]
+    assert str(ipam.pick_subnet(used)) == "172.19.0.0/16"
+    everything = [ipaddress.IPv4Network("0.0.0.0/1"), ipaddress.IPv4Network("128.0.0.0/1")]
+    with pytest.raises(errdefs.InvalidArgument, match="non-overlapping"):
+        ipam.pick_subnet(everything)
+    assert ipam.mac_for("172.17.0.2") == "02:42:ac:11:00:02"
+
+
+def test_store_round_trip(tmp_path):
+    store = Store(str(tmp_path / "network"))
+    ctl = NetworkController(str(tmp_path), str(tmp_path / "exec"), enabled=False)
+    ctl.store = store
+    asyncio.run(ctl.startup())
+    nid, _ = asyncio.run(ctl.create_network({"Name": "n1", "IPAM": {"Config": [
+        {"Subnet": "10.20.0.0/24"}]}, "Labels": {"a": "b"}, "Internal": True}))
+    store.networks[nid].pool.allocate()
+    store.save()
+    again = Store(str(tmp_path / "network"))
+    again.load()
+    net = again.networks[nid]
+    assert net.name == "n1" and net.internal and net.labels == {"a": "b"}
+    assert net.pool.allocated == {"10.20.0.2"} and net.bridge == f"br-{nid[:12]}"
+
+
+def test_firewall_rules_are_in_own_chains_only():
+    fw = Firewall("abcd1234")
+    text = fw._ruleset([NetRule("10.1.0.0/24", "br-a", False), NetRule("10.2.0.0/24", "br-b",
+                                                                          True)])
+    assert "-A DOCKYARD-NAT-abcd1234 -s 10.1.0.0/24 ! -o br-a -j MASQUERADE" in text
+    assert "10.2.0.0/24" not in text  # internal: no NAT
+    assert "-A DOCKYARD-FWD-abcd1234 -i br-a -o br-b -j DROP" in text
+    assert "-A DOCKYARD-FWD-abcd1234 -i br-b ! -o br-b -j DROP" in text
+    assert all(line.split()[1].startswith("DOCKYARD-") for line in text.splitlines()
+               if line.startswith("-A"))
+
+
+def _container(tmp_path, **hc) -> Container:
+    return Container(id="c" * 64, name="/web", created=0, image="busybox", image_id="sha256:x",
+                     image_ref="busybox", config={"Hostname": "cccccccccccc",
+                                                  "ExposedPorts": {"80/tcp": {}}},
+                     host_config=dict(hc), root=str(tmp_path / "ctr"))
+
+
+def test_check_create_and_settings(tmp_path):
+    ctl = NetworkController(str(tmp_path), str(tmp_path / "exec"), enabled=False)
+    asyncio.run(ctl.startup())
+    with pytest.raises(errdefs.InvalidArgument, match="--bridge none"):
+        ctl.check_create({"PortBindings": {"80/tcp": [{"HostPort": "8080"}]}})
+    ctl.check_create({"NetworkMode": "host", "PortBindings": {"80/tcp": [{}]}})  # ignored
+    asyncio.run(ctl.create_network({"Name": "n2", "IPAM": {"Config": [
+        {"Subnet": "10.21.0.0/24"}]}}))
+    with pytest.raises(errdefs.InvalidArgument, match="invalid port specification"):
+        ctl.check_create({"NetworkMode": "n2", "PortBindings": {"99999/tcp": [{}]}})
+    with pytest.raises(errdefs.InvalidArgument, match="user defined networks only"):
+        ctl.check_create({"NetworkMode": "host"}, {"EndpointsConfig": {
+            "bridge": {"IPAMConfig": {"IPv4Address": "10.0.0.2"}}}})
+    ctl.check_create({"NetworkMode": "later-net"})  # looked up at start, not at create
+    c = _container(tmp_path, NetworkMode="n2")
+    ctl.created(c)
+    settings = ctl.settings(c)
+    assert settings is not None and settings["Networks"]["n2"]["IPAddress"] == ""
+    ep = ctl.store.endpoints[c.id][ctl.find("n2").id]
+    ep.ip, ep.mac = "10.21.0.2", ipam.mac_for("10.21.0.2")
+    c.state = State(status="running")
+    settings = ctl.settings(c)
+    assert settings["Networks"]["n2"]["IPAddress"] == "10.21.0.2"
+    assert settings["Networks"]["n2"]["DNSNames"] == ["web", "cccccccccccc"]
+    assert settings["Ports"] == {"80/tcp": None}
+    with pytest.raises(errdefs.FailedPrecondition, match="active endpoints"):
+        asyncio.run(ctl.remove_network("n2"))
+    with pytest.raises(errdefs.NotFound, match="network nope not found"):
+        ctl.find("nope")
+
+
+def test_proxy_tcp_half_close_udp_and_conflict():
+    """The userland proxy on loopback: TCP with half-close passed on, UDP both ways,
+    a taken port refused in dockerd's words."""
+    from dockyard.apid.network.proxy import PortConflict, Proxy
+
+    async def main() -> None:
+        async def echo_tcp(reader, writer):
+            data = await reader.read()  # until the client's half-close arrives as EOF
+            writer.write(data.upper())
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(echo_tcp, "127.0.0.1", 0)
+        tport = server.sockets[0].getsockname()[1]
+
+        class EchoUdp(asyncio.DatagramProtocol):
+            def connection_made(self, transport):
+                self.t = transport
+
+            def datagram_received(self, data, addr):
+                self.t.sendto(b"udp:" + data, addr)
+
+        loop = asyncio.get_running_loop()
+        utrans, _ = await loop.create_datagram_endpoint(EchoUdp, local_addr=("127.0.0.1", 0))
+        uport = utrans.get_extra_info("sockname")[1]
+        tcp = Proxy("tcp", "127.0.0.1", 0, "127.0.0.1", tport)
+        udp = Proxy("udp", "127.0.0.1", 0, "127.0.0.1", uport)
+        pt, pu = await tcp.start(), await udp.start()
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", pt)
+            writer.write(b"hello")
+            writer.write_eof()
+            assert await asyncio.wait_for(reader.read(), 5) == b"HELLO"
+            writer.close()
+            got: asyncio.Future = loop.create_future()
+
+            class Client(asyncio.DatagramProtocol):
+                def datagram_received(self, data, addr):
+                    got.set_result(data)
+
+            ctrans, _ = await loop.create_datagram_endpoint(Client,
+                                                            remote_addr=("127.0.0.1", pu))
+            ctrans.sendto(b"ping")
+            assert await asyncio.wait_for(got, 5) == b"udp:ping"
+            ctrans.close()
+            with pytest.raises(PortConflict, match="port is already allocated"):
+                await Proxy("tcp", "127.0.0.1", pt, "127.0.0.1", tport).start()
+        finally:
+            await tcp.stop()
+            await udp.stop()
+            server.close()
+            utrans.close()
+
+    asyncio.run(main())
