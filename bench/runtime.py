@@ -38,11 +38,11 @@ SECTION = "## shim: dockyard-shim vs runc (bench/runtime.py)"
 
 
 def launcher(tmp: Path, python: str, name: str) -> str:
-    """The shim as installed: `python -I -S` on this checkout's source."""
+    """The shim as scripts/install.sh writes it, on `python` (shim/lean.py `launcher`)."""
+    from dockyard.shim.lean import launcher as text
+
     path = tmp / name
-    path.write_text(f"#!{python} -IS\nimport sys\n"
-                    f"sys.path.insert(0, {str(REPO / 'src')!r})\n"
-                    "from dockyard.shim.cli import main\nsys.exit(main())\n")
+    path.write_text(text(python, str(REPO)))
     path.chmod(0o755)
     return str(path)
 

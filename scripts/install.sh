@@ -43,18 +43,20 @@ extra=""
 .venv/bin/pip install -q --disable-pip-version-check -e ".${extra}"
 # pip installs bin/dockyard-shim as is: a /bin/sh polyglot line (pip would drop
 # flags from a `#!python -I -S` line) and a search for the package. Replace it
-# with the resolved form: this venv's python with -IS straight from the
-# shebang (no /bin/sh exec) and this checkout's src/ (no search): ~1-1.5 ms
-# less on every runtime call. The kernel takes at most 255 bytes of shebang
-# and splits it at a space: keep pip's copy for such paths.
+# with the resolved form (shim/lean.py `launcher`): this venv's python with -IS
+# straight from the shebang (no /bin/sh exec), shim/lean.py loaded by path for
+# start/state/kill/delete (no package imports, no `os`), this checkout's
+# src/ for the rest (no search): 1-6 ms less on every runtime call. The
+# kernel takes at most 255 bytes of shebang and splits it at a space: keep
+# pip's copy for such paths.
 shim_py="$PWD/.venv/bin/python3"
 case "$shim_py" in
   *" "* | *"'"* | *"\\"*) ;;
   *) if [ -f .venv/bin/dockyard-shim ] && [ ${#shim_py} -lt 240 ]; then
-       printf '%s\n' "#!$shim_py -IS" \
-         '"""dockyard-shim, written by scripts/install.sh (see bin/dockyard-shim)."""' \
-         'import sys' "sys.path.insert(0, '$PWD/src')" \
-         'from dockyard.shim.cli import main' 'sys.exit(main())' \
+       "$shim_py" -IS -c 'import sys
+sys.path.insert(0, sys.argv[2] + "/src")
+from dockyard.shim.lean import launcher
+sys.stdout.write(launcher(sys.argv[1], sys.argv[2]))' "$shim_py" "$PWD" \
          > .venv/bin/dockyard-shim.new
        chmod 755 .venv/bin/dockyard-shim.new
        mv .venv/bin/dockyard-shim.new .venv/bin/dockyard-shim

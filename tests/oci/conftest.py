@@ -15,6 +15,7 @@ import ctypes
 import json
 import os
 import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -188,10 +189,28 @@ class Shim:
         return found
 
 
+@pytest.fixture(scope="session")
+def shim_lean_bin(tmp_path_factory) -> str:
+    """dockyard-shim as scripts/install.sh writes it: shim/lean.py for the common
+    start/state/kill/delete, shim/cli.py for everything else (python -I -S)."""
+    from dockyard.shim.lean import launcher
+
+    path = tmp_path_factory.mktemp("bin-lean") / "dockyard-shim"
+    path.write_text(launcher(sys.executable, str(Path(__file__).resolve().parents[2])))
+    path.chmod(0o755)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def shim_full_bin(shim_bin) -> str:
+    """The launcher that always runs the full CLI (tests/conftest.py's)."""
+    return shim_bin
+
+
 @pytest.fixture
-def shim(shim_bin, tmp_path):
+def shim(shim_lean_bin, tmp_path):
     _subreaper()
-    runtime = Shim(shim_bin, tmp_path)
+    runtime = Shim(shim_lean_bin, tmp_path)
     yield runtime
     runtime.cleanup()
     leaks = runtime.leaks()
