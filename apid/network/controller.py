@@ -111,6 +111,7 @@ class NetworkController:
         self.containers: Mapping[str, Container] = containers if containers is not None else {}
         self._publish = publish
         self._proxies: dict[str, list[Proxy]] = {}
+        self._deleting: dict[str, asyncio.Task] = {}  # container id -> its veths' removal
         self._started = False
         self._lock = asyncio.Lock()
 
@@ -205,6 +206,8 @@ class NetworkController:
         chains go, and every bridge no container is attached to."""
         for cid in list(self._proxies):
             await self._stop_proxies(cid)
+        for cid in list(self._deleting):
+            await self._settle(cid)
         if not self.enabled or not self._started:
             return
         await self.firewall.teardown()
@@ -350,6 +353,7 @@ class NetworkController:
         if not eps:
             return
         await self.release(c, save=False)  # anything left by a run apid did not see end
+        await self._settle(c.id)  # the last run's veths are gone (eth0 is free again)
         try:
             for n, ep in enumerate(eps.values()):
                 await self._plug(c, ep, ns_path, f"eth{n}", primary=n == 0)
@@ -419,10 +423,8 @@ class NetworkController:
         if not eps:
             return
         changed = False
+        self._delete_later(c.id, [ep.host_veth for ep in eps.values() if ep.host_veth])
         for ep in eps.values():
-            if ep.host_veth and self.enabled:
-                with contextlib.suppress(errdefs.EngineError):
-                    await self.links.delete(ep.host_veth)
             if ep.ip:
                 net = self.store.networks.get(ep.network_id)
                 if net is not None:
@@ -434,6 +436,35 @@ class NetworkController:
         if changed and save:
             self._save()
             self._refresh_peers(c)
+
+    def _delete_later(self, cid: str, veths: list[str]) -> None:
+        """Delete host veths (their peers go with them) off the exit path: the kernel
+        waits for an RCU grace period per device (10-30 ms). The next start of the
+        container, connect and shutdown wait for it (`_settle`)."""
+        if not veths or not self.enabled:
+            return
+        before = self._deleting.get(cid)
+
+        async def run() -> None:
+            if before is not None:
+                with contextlib.suppress(Exception):
+                    await before
+            for veth in veths:
+                try:
+                    await self.links.delete(veth)
+                except errdefs.EngineError as err:
+                    log.warning("deleting veth %s container_id=%s: %s", veth, cid, err)
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._deleting[cid] = task
+        task.add_done_callback(
+            lambda t: self._deleting.pop(cid, None) if self._deleting.get(cid) is t else None)
+
+    async def _settle(self, cid: str) -> None:
+        task = self._deleting.get(cid)
+        if task is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(task)
 
     async def resume(self, c: Container) -> None:
         """A running container found at apid start: its proxies again (same ports)."""
@@ -596,6 +627,7 @@ class NetworkController:
         ep = self._endpoint(net, cfg)
         eps[net.id] = ep
         if ns_path and c.state.running and self.enabled:
+            await self._settle(c.id)
             used = {e.ifname for e in eps.values() if e.ifname}
             ifname = next(f"eth{i}" for i in range(64) if f"eth{i}" not in used)
             try:

@@ -114,44 +114,53 @@ class Links:
     async def attach(self, bridge: str, ns_path: str, host_veth: str, ifname: str, ip: str,
                      prefixlen: int, mac: str, gateway: str | None) -> None:
         """veth host_veth <-> ifname: host end on bridge, peer in the namespace at ns_path
-        with mac, ip/prefixlen, up, and a default route via gateway (when given)."""
-        temp = "dy" + host_veth[4:] + "p"
+        with mac, ip/prefixlen, up, and a default route via gateway (when given).
+
+        The peer is created inside the namespace (IFLA_NET_NS_FD in the peer's info, as
+        `ip link add X type veth peer name eth0 netns N`): moving an existing device
+        between namespaces waits for an RCU grace period (10-30 ms here)."""
         async with self._lock:
             ipr = await self._h()
             br = await self.index(bridge)
             if br is None:
                 raise errdefs.FailedPrecondition(f"bridge {bridge} does not exist")
-            await ipr.link("add", ifname=host_veth, kind="veth", peer={"ifname": temp})
+            fd = os.open(ns_path, os.O_RDONLY | os.O_CLOEXEC)
             try:
-                host_idx = await self.index(host_veth)
-                await ipr.link("set", index=host_idx, master=br, state="up")
-                fd = os.open(ns_path, os.O_RDONLY | os.O_CLOEXEC)
-                try:
-                    # move and rename in one message: `eth0` may exist on the host
-                    await ipr.link("set", index=await self.index(temp), net_ns_fd=fd,
-                                   ifname=ifname)
-                finally:
-                    os.close(fd)
+                await ipr.link("add", ifname=host_veth, kind="veth", master=br,
+                               peer={"ifname": ifname, "net_ns_fd": fd, "address": mac})
+            except Exception as err:  # noqa: BLE001 - NetlinkError
+                raise errdefs.EngineError(f"create veth {host_veth} on {bridge}: {err}") \
+                    from err
+            finally:
+                os.close(fd)
+            try:
+                await ipr.link("set", ifname=host_veth, state="up")
             except BaseException:
-                try:
-                    await ipr.link("del", ifname=host_veth)
-                except Exception:  # noqa: BLE001 - already gone with its peer
-                    pass
+                await self._delete_quiet(ipr, host_veth)
                 raise
         try:
             nl = _ipr(await asyncio.to_thread(netns.netlink_fd, ns_path))
             try:
                 idx = (await nl.link("get", ifname=ifname))[0]["index"]
-                await nl.link("set", index=idx, address=mac)
                 await nl.addr("add", index=idx, address=ip, prefixlen=prefixlen)
                 await nl.link("set", index=idx, state="up")
                 if gateway:
+                    # proto boot (3), as `ip route add` and dockerd's routes show
                     await nl.route("add", dst="0.0.0.0/0", gateway=gateway, proto=3)
             finally:
                 nl.close()
-        except BaseException:
+        except BaseException as err:
             await self.delete(host_veth)
+            if isinstance(err, Exception) and not isinstance(err, errdefs.EngineError):
+                raise errdefs.EngineError(f"configure {ifname} in {ns_path}: {err}") from err
             raise
+
+    @staticmethod
+    async def _delete_quiet(ipr, name: str) -> None:
+        try:
+            await ipr.link("del", ifname=name)
+        except Exception:  # noqa: BLE001 - already gone
+            pass
 
     async def detach_in_ns(self, ns_path: str, ifname: str) -> None:
         """Delete ifname inside a namespace (its host-side peer goes with it)."""

@@ -56,6 +56,16 @@ def links() -> str:
     return subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
 
 
+def settled(check, timeout: float = 5.0) -> bool:
+    """check() turns true within timeout (veths are deleted just after the exit)."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 class BridgedApid(ApidProcess):
     """conftest's ApidProcess, started with extra environment (the flags' env twins)."""
 
@@ -171,7 +181,7 @@ def test_inspect_network_settings_and_network_inspect(bridged):
         assert r.stdout.decode().strip() == "bridge"
     finally:
         run(st, "rm", "-f", name)
-    assert f"master {bridge}" not in links(), "veth left on the bridge after rm -f"
+    assert settled(lambda: f"master {bridge}" not in links()), "veth left after rm -f"
 
 
 def test_two_containers_talk_over_the_bridge(bridged):
@@ -239,7 +249,8 @@ def test_publish_port_and_docker_port(bridged, cli):
         assert r.returncode == 125
         assert b"port is already allocated" in r.stderr
         assert inspect(st, other)["State"]["Status"] == "created"
-        assert links().count(f"master {bridge}") == 1, "the failed start left its veth"
+        assert settled(lambda: links().count(f"master {bridge}") == 1), \
+            "the failed start left its veth"
         assert inspect(st, other)["NetworkSettings"]["Networks"]["bridge"]["IPAddress"] == ""
         run(st, "rm", other)
     finally:

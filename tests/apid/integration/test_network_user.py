@@ -15,7 +15,16 @@ import docker
 import pytest
 import test_network_bridge
 from docker.types import EndpointConfig, IPAMConfig, IPAMPool
-from test_network_bridge import HTTPD, _free_port, _get, free_subnet, inspect, links, run
+from test_network_bridge import (
+    HTTPD,
+    _free_port,
+    _get,
+    free_subnet,
+    inspect,
+    links,
+    run,
+    settled,
+)
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -208,4 +217,4 @@ def test_restart_keeps_networks_addresses_and_ports(bridged, net):
     assert inspect(st, other)["NetworkSettings"]["Networks"][name]["IPAddress"] != \
         before["IPAddress"]
     run(st, "rm", "-f", other, ctr)
-    assert "master br-" + net_id[:12] not in links(), "veths left after rm -f"
+    assert settled(lambda: "master br-" + net_id[:12] not in links()), "veths left after rm -f"
