@@ -8,6 +8,7 @@ Uses test_network_bridge's `bridged` apid (its own namespace, roots and default 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import uuid
 
@@ -218,3 +219,43 @@ def test_restart_keeps_networks_addresses_and_ports(bridged, net):
         before["IPAddress"]
     run(st, "rm", "-f", other, ctr)
     assert settled(lambda: "master br-" + net_id[:12] not in links()), "veths left after rm -f"
+
+
+COMPOSE = """\
+version: "2.4"
+services:
+  web:
+    image: {image}
+    stop_grace_period: 1s  # httpd as pid 1 ignores SIGTERM
+    command: ["sh", "-c", "mkdir /www && echo compose-ok > /www/index.html && httpd -f -p 8080 -h /www"]
+  client:
+    image: {image}
+    depends_on: [web]
+    command: ["sh", "-c", "for i in 1 2 3 4 5 6 7 8; do wget -q -O - http://web:8080/ && exit 0; sleep 0.5; done; exit 1"]
+"""
+
+
+def test_docker_compose_default_network(bridged, tmp_path):
+    """docker-compose creates <project>_default and its services find each other by name."""
+    exe = shutil.which("docker-compose")
+    if not exe:
+        pytest.skip("Debian's docker-compose is not installed (scripts/install.sh --test)")
+    st = bridged[0]
+    (tmp_path / "docker-compose.yml").write_text(COMPOSE.format(image=st.image))
+    project = f"dyproj{uid()}"
+    env = dict(st.env, COMPOSE_PROJECT_NAME=project)
+
+    def compose(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([exe, *args], cwd=tmp_path, env=env, capture_output=True,
+                              timeout=120)
+
+    try:
+        r = compose("up", "--abort-on-container-exit", "--exit-code-from", "client")
+        assert r.returncode == 0, r.stdout.decode() + r.stderr.decode() + st.apid.log()
+        assert b"compose-ok" in r.stdout
+        info = json.loads(run(st, "network", "inspect", f"{project}_default").stdout)[0]
+        assert info["Labels"]["com.docker.compose.project"] == project
+    finally:
+        r = compose("down")
+        assert r.returncode == 0, r.stderr.decode()
+    assert st.docker("network", "inspect", f"{project}_default").returncode == 1
