@@ -670,34 +670,24 @@ class Daemon:
             io = ProcessIO(terminal=c.tty, stdin=bool(c.config.get("OpenStdin")),
                            log_path=c.log_path,
                            console_size=(int(size[0]), int(size[1])) if len(size) == 2 else None)
-
-            async def stale_task() -> None:
-                try:
-                    await self.manager.get_task(c.id)
-                    await self._delete_task(c)
-                except errdefs.NotFound:
-                    pass
-
-            async def network() -> None:
-                path = self._netns(c)
-                if path and self._owns_netns(c):
-                    await netns.ensure(path)
-                    await self.network.attach(c, path)
-                elif path and not netns.is_mounted(path):
-                    raise errdefs.FailedPrecondition(
-                        "cannot join network of a non running container: "
-                        f"{path.rsplit('/', 1)[-1]}")
-
-            # independent steps (the namespace costs process spawns): at once
-            results = await asyncio.gather(self.manager.snapshot_mounts(c.snapshot_key),
-                                           stale_task(), network(), return_exceptions=True)
-            for result in results:
-                if isinstance(result, BaseException):
-                    raise result
-            rootfs = results[0]
+            path = self._netns(c)
+            if path and self._owns_netns(c):
+                await netns.ensure(path)
+                await self.network.attach(c, path)
+            elif path and not netns.is_mounted(path):
+                raise errdefs.FailedPrecondition(
+                    "cannot join network of a non running container: "
+                    f"{path.rsplit('/', 1)[-1]}")
             await self._setup_ipc(c)
             async with self._joined_namespaces(c):
-                await self.manager.create_task(c.id, rootfs, io)
+                # managerd mounts the snapshot itself (a missing one fails the create)
+                try:
+                    await self.manager.create_task(c.id, [], io)
+                except errdefs.AlreadyExists:
+                    # a task an earlier run left (a start or exit handling cut short):
+                    # replaced, instead of asking for one before every create
+                    await self._delete_task(c)
+                    await self.manager.create_task(c.id, [], io)
             rt.exited, rt.ended = asyncio.Event(), asyncio.Event()
             await self._open_pending_attaches(c)
             pid = await self.manager.start_task(c.id)
@@ -760,8 +750,8 @@ class Daemon:
 
     async def _monitor(self, container_id: str) -> None:
         """Wait for the task's exit. Survives managerd restarts (the monitors keep the
-        container running): every answer is confirmed with Get, and an unreachable
-        managerd is retried with back-off."""
+        container running): an interrupted wait asks Get whether the task still runs, and
+        an unreachable managerd is retried with back-off."""
         delay = 0.2
         while True:
             status: ExitStatus | None = None
@@ -773,6 +763,8 @@ class Daemon:
                 log.debug("wait interrupted container_id=%s err=%s", container_id, err)
             if container_id not in self.containers or self._shutting_down:
                 return
+            if status is not None:
+                break  # managerd's Wait answers only once the process exited
             try:
                 task = await self.manager.get_task(container_id)
             except errdefs.NotFound:

@@ -15,11 +15,13 @@ from fastapi import Depends, Request
 __all__ = ["get_daemon", "get_manager", "qbool", "api_version", "DaemonDep"]
 
 
-def get_daemon(request: Request) -> Daemon:
+# async on purpose: FastAPI runs a plain-def dependency in its thread pool, a thread hop
+# (and a wake-up of a worker thread) on every request for an attribute read
+async def get_daemon(request: Request) -> Daemon:
     return request.app.state.daemon
 
 
-def get_manager(request: Request) -> Manager:
+async def get_manager(request: Request) -> Manager:
     return request.app.state.manager
 
 

@@ -25,13 +25,15 @@ _PING_HEADERS = {"Cache-Control": "no-cache, no-store, must-revalidate", "Pragma
                  "Builder-Version": "1", "Swarm": "inactive"}
 
 
+# async: FastAPI runs a plain-def endpoint in its thread pool (a thread hop per request);
+# every docker CLI command starts with a ping
 @router.get("/_ping", response_class=PlainTextResponse)
-def ping() -> Response:
+async def ping() -> Response:
     return PlainTextResponse("OK", headers=_PING_HEADERS)
 
 
 @router.head("/_ping")
-def ping_head() -> Response:
+async def ping_head() -> Response:
     return Response(b"", media_type="text/plain; charset=utf-8", headers=_PING_HEADERS)
 
 

@@ -478,14 +478,18 @@ class Monitor:
 
     def on_exit(self, proc: Proc, status: int, ns: int) -> None:
         proc.status, proc.exited_ns = status, ns
-        if proc.id == INIT:
-            try:
-                write_atomic("exit", b"%d %d\n" % (status, ns))
-            except OSError as err:  # subscribers still hear it below
-                os.write(2, f"monitor: cannot record the exit: {err}\n".encode())
+        # subscribers first: managerd begins the task's cleanup on this event, and creating
+        # the exit file can take milliseconds on a busy disk. The file is for a managerd
+        # that was not listening; it is written before this loop serves any request (a
+        # shutdown included), and a monitor that dies in between is reported as a 255.
         event = frame(EVENT, pack("exit", proc.id, proc.pid, status, ns))
         for conn in self.subs:
             self.send(conn, event)
+        if proc.id == INIT:
+            try:
+                write_atomic("exit", b"%d %d\n" % (status, ns))
+            except OSError as err:  # subscribers heard it above
+                os.write(2, f"monitor: cannot record the exit: {err}\n".encode())
         if proc.outs:
             self.later(EXIT_GRACE, lambda p=proc: self.end_attach(p))
         else:

@@ -29,6 +29,7 @@ import enum
 import json
 import logging
 import os
+import select
 import selectors
 import signal as _signal
 import subprocess
@@ -394,9 +395,10 @@ class TaskManager:
             if not status.can_start:
                 raise errdefs.FailedPrecondition(
                     f"task {container_id} is {status.value}: cannot start it")
-            task.runtime.start(container_id)
-            # the exit's cleanup (_cleanup_exited) records its spans under this Start
+            # the exit's cleanup (_cleanup_exited) records its spans under this Start (set
+            # first: the init may exit before the runtime's start returns)
             task.trace_ctx = contextvars.copy_context() if trace.current() else None
+            task.runtime.start(container_id)
             with task.cond:
                 task.init.started = True
                 if task.init.exit_status is None:
@@ -849,18 +851,33 @@ class TaskManager:
             return task.info(task.init)
 
     def _stop_monitor(self, task: Task) -> None:
+        # a monitor we cannot reap (the zygote's child, or a recovered one) is watched
+        # through a pidfd taken while it surely lives: Delete returns once it is gone,
+        # not just its socket
+        pidfd = None if task.popen is not None else _monitor_pidfd(task.dir)
         try:
-            task.monitor.shutdown(force=True)
-        except errdefs.EngineError as err:
-            log.warning("monitor shutdown failed container_id=%s err=%s", task.id, err)
-        if task.popen is not None:
             try:
-                task.popen.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                task.popen.kill()
-                task.popen.wait()
-        else:
-            _wait_gone(task.dir)
+                task.monitor.shutdown(force=True)
+            except errdefs.EngineError as err:
+                log.warning("monitor shutdown failed container_id=%s err=%s", task.id, err)
+                if pidfd is not None:  # unreachable: its pid file may name another process
+                    os.close(pidfd)
+                    pidfd = None
+            if task.popen is not None:
+                try:
+                    task.popen.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    task.popen.kill()
+                    task.popen.wait()
+            elif pidfd is not None:
+                if not select.select([pidfd], [], [], 5.0)[0]:
+                    log.warning("monitor still running 5 s after shutdown container_id=%s",
+                                task.id)
+            else:
+                _wait_gone(task.dir)
+        finally:
+            if pidfd is not None:
+                os.close(pidfd)
 
     def _delete_exec(self, task: Task, exec_id: str, force: bool) -> ProcessInfo:
         proc = task.proc(exec_id)
@@ -1039,6 +1056,16 @@ def _kill_orphan(task: Task) -> None:
 def _subscriber_count(events) -> int:
     count = getattr(events, "subscriber_count", None)
     return int(count()) if callable(count) else 1  # unknown: do not wait
+
+
+def _monitor_pidfd(task_dir: str) -> int | None:
+    """A pidfd of the task's monitor (from its monitor.pid), None if it cannot be had."""
+    try:
+        with open(os.path.join(task_dir, "monitor.pid"), "rb") as f:
+            pid = int(f.read().strip() or 0)
+        return os.pidfd_open(pid) if pid > 0 else None
+    except (OSError, ValueError):
+        return None
 
 
 def _wait_gone(task_dir: str, timeout: float = 5.0) -> None:

@@ -135,6 +135,9 @@ def test_monitor_splits_long_lines_and_outlives_its_parent(supervise, runtime_bi
     recs = [json.loads(x) for x in open(log)]
     assert [len(x["log"]) for x in recs] == [16384, 3616 + 1, 4]
     assert recs[1]["log"].endswith("\n") and recs[2]["log"] == "tail"
+    # the exit file follows the event (subscribers hear of the exit first)
+    while mc.read_exit_file(path) is None and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert mc.read_exit_file(path)[0] == 0
     r.delete(cid)
     client.shutdown()
