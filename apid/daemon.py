@@ -635,7 +635,8 @@ class Daemon:
         with open(c.hostname_path, "w") as f:
             f.write(hostname + "\n")
         with open(c.hosts_path, "w") as f:
-            f.write(translate.hosts_file(hostname, None, c.host_config.get("ExtraHosts") or []))
+            f.write(translate.hosts_file(hostname, None, c.host_config.get("ExtraHosts") or [],
+                                         self.network.host_gateway()))
         try:
             with open(self.config.host_resolv_conf) as f:
                 host = f.read()

@@ -237,6 +237,12 @@ class NetworkController:
             return matches[0]
         raise errdefs.NotFound(f"network {ref} not found")
 
+    def host_gateway(self) -> str | None:
+        """What `--add-host NAME:host-gateway` resolves to: the default bridge's address
+        (dockerd's default for --host-gateway-ip); None without a default bridge."""
+        net = self.default_network()
+        return net.pool.gateway if net is not None else None
+
     def _members(self, network_id: str) -> list[str]:
         """Containers configured on the network (running or not)."""
         return [cid for cid, eps in self.store.endpoints.items() if network_id in eps]

@@ -139,7 +139,8 @@ def inspect(st: Stack, name: str) -> dict:
 def test_container_gets_eth0_address_route_hosts(bridged, cli):
     st, bridge, subnet = bridged
     name = f"dy-{uuid.uuid4().hex[:8]}"
-    out = run(st, "run", "--name", name, st.image, "sh", "-c",
+    out = run(st, "run", "--name", name, "--add-host", "host.docker.internal:host-gateway",
+              st.image, "sh", "-c",
               "ip -o -4 addr show eth0; ip route; cat /etc/hosts; hostname", cli=cli).stdout
     text = out.decode()
     info = inspect(st, name)
@@ -151,6 +152,7 @@ def test_container_gets_eth0_address_route_hosts(bridged, cli):
     assert f"default via {gateway} dev eth0" in text
     hostname = text.strip().splitlines()[-1]
     assert f"{ip.ip}\t{hostname}" in text and "127.0.0.1\tlocalhost" in text
+    assert f"{gateway}\thost.docker.internal" in text
     # stopped: the network is still there, the address is not (dockerd's inspect)
     net = info["NetworkSettings"]["Networks"]["bridge"]
     assert net["NetworkID"] and net["IPAddress"] == ""
