@@ -17,7 +17,8 @@ from typing import Any
 from dockyard.client.context import UsageError  # defined there so verbs need not import this
 
 __all__ = ["UsageError", "add_create_flags", "build_create", "parse_size", "parse_duration",
-           "parse_ulimit", "parse_mount", "parse_publish", "parse_detach_keys",
+           "parse_ulimit", "parse_mount", "parse_publish", "parse_expose", "parse_device",
+           "parse_network", "network_settings", "parse_port_range", "parse_detach_keys",
            "parse_env_file", "parse_restart", "split_repo_tag"]
 
 
@@ -113,28 +114,309 @@ def parse_mount(value: str) -> dict[str, Any]:
     return mount
 
 
-def parse_publish(value: str) -> tuple[str, dict[str, str]]:
-    """"[ip:][hostPort:]containerPort[/proto]" -> ("80/tcp", {"HostIp","HostPort"})."""
-    spec, _, proto = value.partition("/")
-    proto = proto or "tcp"
-    if spec.startswith("["):  # [::1]:8080:80
-        ip, _, rest = spec[1:].partition("]:")
-        parts = [ip] + rest.split(":")
-    else:
-        parts = spec.split(":")
+def parse_port_range(ports: str) -> tuple[int, int]:
+    """"8000" -> (8000, 8000); "8000-8010" -> (8000, 8010) (go-connections' ParsePortRange).
+
+    Raises:
+        ValueError: not a port number or range (the caller words the message).
+    """
+    if not ports:
+        raise ValueError("empty string specified for ports")
+    lo, sep, hi = ports.partition("-")
+    start = _uint16(lo)
+    end = _uint16(hi.split("-")[0]) if sep else start
+    if end < start:
+        raise ValueError(f"invalid range specified for port: {ports}")
+    return start, end
+
+
+def _uint16(text: str) -> int:
+    if not text.isdigit() or int(text) > 65535:
+        raise ValueError(f"strconv.ParseUint: parsing {text!r}: invalid syntax")
+    return int(text)
+
+
+def split_proto_port(raw: str) -> tuple[str, str]:
+    """"80/udp" -> ("udp", "80"); "80" -> ("tcp", "80"); "" -> ("", "") (nat.SplitProtoPort)."""
+    parts = raw.split("/")
+    if not raw or not parts[0]:
+        return "", ""
+    if len(parts) == 1 or not parts[1]:
+        return "tcp", parts[0]
+    return parts[1], parts[0]
+
+
+def _valid_ip(text: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return "%" not in text
+
+
+def _long_publish(value: str) -> str:
+    """-p mode=host,target=80,published=8080,protocol=udp -> "8080:80/udp" (docker's
+    convertToStandardNotation)."""
+    params = {"protocol": "tcp"}
+    for param in value.split(","):
+        key, eq, val = param.partition("=")
+        if not eq or not key:
+            raise UsageError(f"invalid publish opts format (should be name=value but got "
+                             f"'{param}')")
+        params[key] = val
+    return f"{params.get('published', '')}:{params.get('target', '')}/{params['protocol']}"
+
+
+def parse_publish(value: str) -> list[tuple[str, dict[str, str]]]:
+    """One -p value -> [("80/tcp", {"HostIp","HostPort"}), ...] as docker's nat.ParsePortSpec.
+
+    Accepts "[ip:][hostPort:]containerPort[/proto]", port ranges ("8000-8010:80-90",
+    one container port with a host range "8000-8010:80") and the long syntax
+    "target=80,published=8080,protocol=udp".
+    """
+    raw = _long_publish(value) if "=" in value else value
+    parts = raw.split(":")
     if len(parts) == 1:
         ip, host, ctr = "", "", parts[0]
     elif len(parts) == 2:
-        ip, (host, ctr) = "", parts
-    elif len(parts) == 3:
-        ip, host, ctr = parts
+        ip, host, ctr = "", parts[0], parts[1]
     else:
-        raise UsageError(f"invalid publish spec {value!r}: use [ip:][hostPort:]containerPort")
-    if not ctr.isdigit() or (host and not re.fullmatch(r"\d+(-\d+)?", host)):
-        raise UsageError(f"invalid publish spec {value!r}: ports must be numbers")
+        ip, host, ctr = ":".join(parts[:-2]), parts[-2], parts[-1]
+    proto, ctr = split_proto_port(ctr)
+    if ip.startswith("["):
+        if not ip.endswith("]"):
+            raise UsageError(f"invalid IP address {ip}: missing ']' in address")
+        ip = ip[1:-1]
+    if ip and not _valid_ip(ip):
+        raise UsageError(f"invalid IP address: {ip}")
+    if not ctr:
+        raise UsageError(f"no port specified: {raw}<empty>")
+    try:
+        start, end = parse_port_range(ctr)
+    except ValueError as err:
+        raise UsageError(f"invalid containerPort: {ctr}") from err
+    host_start = host_end = 0
+    if host:
+        try:
+            host_start, host_end = parse_port_range(host)
+        except ValueError as err:
+            raise UsageError(f"invalid hostPort: {host}") from err
+        if end - start != host_end - host_start and end != start:
+            raise UsageError(f"invalid ranges specified for container and host Ports: {ctr} "
+                             f"and {host}")
+    proto = proto.lower()
     if proto not in ("tcp", "udp", "sctp"):
-        raise UsageError(f"invalid protocol {proto!r} in {value!r}")
-    return f"{ctr}/{proto}", {"HostIp": ip, "HostPort": host}
+        raise UsageError(f"invalid proto: {proto}")
+    count = end - start + 1
+    out = []
+    for i in range(count):
+        host_port = ""
+        if host:
+            host_port = str(host_start + i)
+            if count == 1 and host_start != host_end:
+                host_port += f"-{host_end}"  # one container port: a range to pick from
+        out.append((f"{start + i}/{proto}", {"HostIp": ip, "HostPort": host_port}))
+    return out
+
+
+def parse_expose(value: str) -> list[str]:
+    """--expose 80, 80/udp, 8000-8010[/proto] -> ["80/tcp", ...] (docker's --expose rules)."""
+    if ":" in value:
+        raise UsageError(f"invalid port format for --expose: {value}")
+    proto, port = split_proto_port(value)
+    try:
+        start, end = parse_port_range(port)
+    except ValueError as err:
+        raise UsageError(f"invalid range format for --expose: {value}, error: {err}") from err
+    if proto.lower() not in ("tcp", "udp", "sctp"):
+        raise UsageError(f"invalid proto: {proto}")
+    return [f"{p}/{proto.lower()}" for p in range(start, end + 1)]
+
+
+def _valid_device_mode(mode: str) -> bool:
+    return bool(mode) and len(set(mode)) == len(mode) and set(mode) <= set("rwm")
+
+
+def _clean(path: str) -> str:
+    import posixpath
+
+    return posixpath.normpath(path) if path else "."
+
+
+def parse_device(value: str) -> dict[str, str]:
+    """--device host[:container][:perms] -> a HostConfig.Devices entry (docker's
+    validateLinuxPath + parseLinuxDevice: same messages, container path cleaned)."""
+    if value.count(":") > 2 or not value.split(":")[0]:
+        raise UsageError(f"bad format for path: {value}")
+    split = value.split(":")
+    perms = "rwm"
+    if len(split) == 1:
+        host = ctr = _clean(split[0])
+        check = split[0]
+    elif len(split) == 2:
+        host = split[0]
+        if _valid_device_mode(split[1]):
+            check, ctr, perms = split[0], _clean(split[0]), split[1]
+            host = ctr
+        else:
+            check = split[1]
+            ctr = _clean(split[1])
+    else:
+        host, check, perms = split
+        ctr = check
+        if not _valid_device_mode(perms):
+            raise UsageError(f"bad mode specified: {perms}")
+    if not check.startswith("/"):
+        raise UsageError(f"{check} is not an absolute path")
+    return {"PathOnHost": host, "PathInContainer": ctr, "CgroupPermissions": perms}
+
+
+_CGROUP_RULE = re.compile(r"[acb] ([0-9]+|\*):([0-9]+|\*) [rwm]{1,3}")
+
+
+def check_device_cgroup_rule(value: str) -> str:
+    """--device-cgroup-rule "c 1:3 rwm" (docker's regular expression, checked at parse)."""
+    if not _CGROUP_RULE.fullmatch(value):
+        raise UsageError(f"invalid argument \"{value}\" for \"--device-cgroup-rule\" flag: "
+                         f"invalid device cgroup format '{value}'")
+    return value
+
+
+def check_dns(value: str) -> str:
+    """--dns: an IP address, normalised (docker's ValidateIPAddress)."""
+    import ipaddress
+
+    try:
+        return str(ipaddress.ip_address(value.strip()))
+    except ValueError:
+        raise UsageError(f"invalid argument \"{value}\" for \"--dns\" flag: IP address is not "
+                         f"correctly formatted: {value}") from None
+
+
+_DOMAIN = re.compile(r"^((?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9\-]*[a-zA-Z0-9])"
+                     r"(?:\.(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9\-]*[a-zA-Z0-9]))*)\.?\s*$")
+
+
+def check_dns_search(value: str) -> str:
+    """--dns-search: a domain or "." (docker's ValidateDNSSearch)."""
+    val = value.strip(" ")
+    if val == ".":
+        return val
+    m = _DOMAIN.match(val)
+    if not re.search(r"[a-zA-Z]", val) or not m or len(m.group(1)) >= 255:
+        raise UsageError(f"invalid argument \"{value}\" for \"--dns-search\" flag: {val} is "
+                         "not a valid domain")
+    return m.group(1)
+
+
+_NETWORK_KEYS = ("name", "alias", "ip", "ip6", "mac-address", "link-local-ip", "driver-opt",
+                 "gw-priority")
+
+
+def parse_network(value: str) -> dict[str, Any]:
+    """--network NAME or the advanced "name=n,alias=a,ip=1.2.3.4,driver-opt=k=v" form."""
+    if "=" not in value and "," not in value:
+        return {"Target": value}
+    att: dict[str, Any] = {"Target": ""}
+    for field in value.split(","):
+        key, eq, val = field.partition("=")
+        key = key.strip().lower()
+        if not eq or key not in _NETWORK_KEYS:
+            raise UsageError(f"invalid argument \"{value}\" for \"--network\" flag: invalid "
+                             f"field key {key}" if eq else
+                             f"invalid argument \"{value}\" for \"--network\" flag: invalid "
+                             f"field '{field}' must be a key=value pair")
+        if key == "name":
+            att["Target"] = val
+        elif key == "alias":
+            att.setdefault("Aliases", []).append(val)
+        elif key == "ip":
+            att["IPv4Address"] = val
+        elif key == "ip6":
+            att["IPv6Address"] = val
+        elif key == "mac-address":
+            att["MacAddress"] = val
+        elif key == "link-local-ip":
+            att.setdefault("LinkLocalIPs", []).append(val)
+        elif key == "gw-priority":
+            try:
+                att["GwPriority"] = int(val)
+            except ValueError:
+                raise UsageError(f"invalid argument \"{value}\" for \"--network\" flag: "
+                                 f"invalid gw-priority {val!r}") from None
+        else:
+            k, eq2, v = val.partition("=")
+            if not eq2:
+                raise UsageError(f"invalid argument \"{value}\" for \"--network\" flag: "
+                                 f"invalid key value pair format in driver options")
+            att.setdefault("DriverOpts", {})[k.strip()] = v.strip()
+    if not att["Target"]:
+        raise UsageError(f"invalid argument \"{value}\" for \"--network\" flag: network "
+                         "name/id is not specified")
+    return att
+
+
+def _user_defined(mode: str) -> bool:
+    return mode not in ("default", "bridge", "host", "none") and not mode.startswith(
+        "container:")
+
+
+def network_settings(networks: list[str], aliases: list[str], ip: str | None,
+                     ip6: str | None = None) -> tuple[str, dict[str, dict]]:
+    """--network (repeated), --network-alias, --ip, --ip6 -> (NetworkMode, EndpointsConfig),
+    as docker's parseNetworkOpts: the plain flags apply to the first network; a single
+    network with no options sends no endpoint; the default network is "default"."""
+    atts = [parse_network(n) for n in networks] or [{"Target": "default"}]
+    first = atts[0]
+    if aliases:
+        if first.get("Aliases"):
+            raise UsageError("conflicting options: cannot specify both --network-alias and "
+                             "per-network alias")
+        first["Aliases"] = list(aliases)
+    if ip:
+        if first.get("IPv4Address"):
+            raise UsageError("conflicting options: cannot specify both --ip and per-network "
+                             "IPv4 address")
+        first["IPv4Address"] = ip
+    if ip6:
+        if first.get("IPv6Address"):
+            raise UsageError("conflicting options: cannot specify both --ip6 and per-network "
+                             "IPv6 address")
+        first["IPv6Address"] = ip6
+    endpoints: dict[str, dict] = {}
+    kinds = set()
+    for i, att in enumerate(atts):
+        target = att["Target"]
+        if not target.strip():
+            raise UsageError("no name set for network")
+        if networks:
+            kinds.add(_user_defined(target))
+        if not _user_defined(target) and att.get("Aliases"):
+            raise UsageError("network-scoped aliases are only supported for user-defined "
+                             "networks")
+        ep: dict[str, Any] = {}
+        if att.get("Aliases"):
+            ep["Aliases"] = att["Aliases"]
+        if att.get("DriverOpts"):
+            ep["DriverOpts"] = att["DriverOpts"]
+        if att.get("IPv4Address") or att.get("IPv6Address") or att.get("LinkLocalIPs"):
+            ep["IPAMConfig"] = {k: att[k] for k in ("IPv4Address", "IPv6Address",
+                                                    "LinkLocalIPs") if att.get(k)}
+        if att.get("MacAddress"):
+            ep["MacAddress"] = att["MacAddress"]
+        if att.get("GwPriority"):
+            ep["GwPriority"] = att["GwPriority"]
+        if target in endpoints:
+            raise UsageError(f"network \"{target}\" is specified multiple times")
+        if networks and i == 0 and len(atts) == 1 and not ep:
+            continue  # docker sends no endpoint for one plain --network
+        endpoints[target] = ep
+    if len(kinds) > 1:
+        raise UsageError("conflicting options: cannot attach both user-defined and "
+                         "non-user-defined network-modes")
+    return first["Target"], endpoints
 
 
 def parse_detach_keys(value: str) -> bytes:
@@ -253,22 +535,33 @@ def add_create_flags(p: argparse.ArgumentParser, run: bool) -> None:
     a("--cap-drop", action="append", default=[], help="Drop Linux capabilities")
     a("--privileged", action="store_true", help="Give extended privileges to this container")
     a("--security-opt", action="append", default=[], help="Security Options")
-    a("--device", action="append", default=[], help="Add a host device to the container")
+    a("--device", action="append", default=[],
+      help="Add a host device to the container (HOST[:CONTAINER][:PERMISSIONS], "
+           "permissions a combination of r, w, m; default rwm)")
+    a("--device-cgroup-rule", action="append", default=[],
+      help="Add a rule to the cgroup allowed devices list (e.g. 'c 1:3 rwm')")
     a("--sysctl", action="append", default=[], help="Sysctl options")
     a("--add-host", action="append", default=[], help="Add a custom host-to-IP mapping "
                                                       "(host:ip)")
-    a("--dns", action="append", default=[], help="Set custom DNS servers")
+    a("--dns", action="append", default=[], help="Set custom DNS servers (IP addresses)")
     a("--dns-search", action="append", default=[], help="Set custom DNS search domains")
     a("--dns-option", action="append", default=[], help="Set DNS options")
-    a("-p", "--publish", action="append", default=[], help="Publish a container's port(s) "
-                                                           "to the host")
+    a("-p", "--publish", action="append", default=[],
+      help="Publish a container's port(s) to the host "
+           "([ip:][hostPort:]containerPort[/proto], ranges 8000-8010:80-90)")
     a("-P", "--publish-all", action="store_true", help="Publish all exposed ports to random "
                                                        "ports")
     a("--expose", action="append", default=[], help="Expose a port or a range of ports")
-    a("--network", "--net", help="Connect a container to a network")
-    a("--ipc", help="IPC mode to use")
-    a("--pid", help="PID namespace to use")
-    a("--uts", help="UTS namespace to use")
+    a("--network", "--net", action="append", default=[],
+      help="Connect a container to a network (bridge, host, none, container:<name|id>, "
+           "a network's name, or name=NET,alias=A,ip=IP)")
+    a("--network-alias", action="append", default=[],
+      help="Add network-scoped alias for the container")
+    a("--ip", help="IPv4 address (e.g., 172.30.100.104)")
+    a("--ip6", help="IPv6 address (e.g., 2001:db8::33)")
+    a("--ipc", help="IPC mode to use (none, private, shareable, host, container:<name|id>)")
+    a("--pid", help="PID namespace to use (host, container:<name|id>)")
+    a("--uts", help="UTS namespace to use (host)")
     a("--cgroupns", choices=["host", "private"], help="Cgroup namespace to use")
     a("--cgroup-parent", help="Optional parent cgroup for the container")
     a("--init", action="store_true", help="Run an init inside the container that forwards "
@@ -372,12 +665,16 @@ def build_create(ns: argparse.Namespace, run: bool = False,
     exposed: dict[str, dict] = {}
     bindings: dict[str, list[dict]] = {}
     for spec in ns.publish:
-        port, binding = parse_publish(spec)
-        exposed[port] = {}
-        bindings.setdefault(port, []).append(binding)
+        for port, binding in parse_publish(spec):
+            exposed[port] = {}
+            bindings.setdefault(port, []).append(binding)
     for e in ns.expose:
-        port, _, proto = e.partition("/")
-        exposed[f"{port}/{proto or 'tcp'}"] = {}
+        for port in parse_expose(e):
+            exposed.setdefault(port, {})
+    network_mode, endpoints = network_settings(ns.network, ns.network_alias, ns.ip, ns.ip6)
+    dns = [check_dns(d) for d in ns.dns]
+    dns_search = [check_dns_search(d) for d in ns.dns_search]
+    cgroup_rules = [check_device_cgroup_rule(r) for r in ns.device_cgroup_rule]
 
     health: dict[str, Any] | None = None
     if ns.no_healthcheck:
@@ -423,14 +720,7 @@ def build_create(ns: argparse.Namespace, run: bool = False,
         if nano_cpus <= 0:
             raise UsageError(f"invalid argument {ns.cpus!r} for --cpus: must be positive")
 
-    devices = []
-    for d in ns.device:
-        parts = d.split(":")
-        host = parts[0]
-        ctr = parts[1] if len(parts) > 1 and parts[1].startswith("/") else host
-        perms = parts[-1] if len(parts) > 1 and not parts[-1].startswith("/") else "rwm"
-        devices.append({"PathOnHost": host, "PathInContainer": ctr,
-                        "CgroupPermissions": perms})
+    devices = [parse_device(d) for d in ns.device]
 
     tty = bool(ns.tty)
     host_config: dict[str, Any] = {
@@ -438,7 +728,7 @@ def build_create(ns: argparse.Namespace, run: bool = False,
         "ContainerIDFile": ns.cidfile or "",
         "LogConfig": {"Type": ns.log_driver or "",
                       "Config": _kv_list(ns.log_opt, [], "log option")},
-        "NetworkMode": ns.network or "default",
+        "NetworkMode": network_mode,
         "PortBindings": bindings,
         "RestartPolicy": parse_restart(ns.restart),
         "AutoRemove": bool(ns.rm),
@@ -447,9 +737,9 @@ def build_create(ns: argparse.Namespace, run: bool = False,
         "CapAdd": ns.cap_add or None,
         "CapDrop": ns.cap_drop or None,
         "CgroupnsMode": ns.cgroupns or "",
-        "Dns": ns.dns,
+        "Dns": dns,
         "DnsOptions": ns.dns_option,
-        "DnsSearch": ns.dns_search,
+        "DnsSearch": dns_search,
         "ExtraHosts": ns.add_host or None,
         "GroupAdd": ns.group_add or None,
         "IpcMode": ns.ipc or "",
@@ -471,6 +761,7 @@ def build_create(ns: argparse.Namespace, run: bool = False,
         "CpusetCpus": ns.cpuset_cpus or "",
         "CpusetMems": ns.cpuset_mems or "",
         "Devices": devices,
+        "DeviceCgroupRules": cgroup_rules or None,
         "MemoryReservation": parse_size(ns.memory_reservation, "memory-reservation")
         if ns.memory_reservation else 0,
         "MemorySwap": swap,
@@ -505,7 +796,7 @@ def build_create(ns: argparse.Namespace, run: bool = False,
         "Entrypoint": entrypoint,
         "Labels": _kv_list(ns.label, ns.label_file, "label"),
         "HostConfig": host_config,
-        "NetworkingConfig": {"EndpointsConfig": {ns.network or "default": {}}},
+        "NetworkingConfig": {"EndpointsConfig": endpoints},
     }
     if health is not None:
         body["Healthcheck"] = health

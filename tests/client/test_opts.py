@@ -123,9 +123,9 @@ def test_detach_keys_and_publish_and_repo_tag():
     assert opts.parse_detach_keys("ctrl-@,a") == b"\x00a"
     with pytest.raises(UsageError):
         opts.parse_detach_keys("ctrl-pq")
-    assert opts.parse_publish("80") == ("80/tcp", {"HostIp": "", "HostPort": ""})
-    assert opts.parse_publish("[::1]:8080:80") == ("80/tcp", {"HostIp": "::1",
-                                                              "HostPort": "8080"})
+    assert opts.parse_publish("80") == [("80/tcp", {"HostIp": "", "HostPort": ""})]
+    assert opts.parse_publish("[::1]:8080:80") == [("80/tcp", {"HostIp": "::1",
+                                                               "HostPort": "8080"})]
     assert opts.split_repo_tag("busybox") == ("busybox", "latest")
     assert opts.split_repo_tag("reg:5000/a/b:v1") == ("reg:5000/a/b", "v1")
     assert opts.split_repo_tag("reg:5000/a/b") == ("reg:5000/a/b", "latest")
