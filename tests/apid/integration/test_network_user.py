@@ -15,6 +15,7 @@ import uuid
 import docker
 import pytest
 import test_network_bridge
+from conftest import DOCKER_CLIS
 from docker.types import EndpointConfig, IPAMConfig, IPAMPool
 from test_network_bridge import (
     HTTPD,
@@ -259,3 +260,38 @@ def test_docker_compose_default_network(bridged, tmp_path):
         r = compose("down")
         assert r.returncode == 0, r.stderr.decode()
     assert st.docker("network", "inspect", f"{project}_default").returncode == 1
+
+
+@pytest.mark.parametrize("cli", DOCKER_CLIS)
+def test_network_verbs_with_each_cli(bridged, cli):
+    """create / ls / inspect / run --network --ip --network-alias / connect / disconnect /
+    rm / prune as each docker CLI sends them."""
+    st = bridged[0]
+    name, subnet = f"dynet-{uid()}", free_subnet()
+    ip = str(subnet.network_address + 7)
+    run(st, "network", "create", "--subnet", str(subnet), "--gateway",
+        str(subnet.network_address + 254), name, cli=cli)
+    ctr = f"dy-{uid()}"
+    try:
+        info = json.loads(run(st, "network", "inspect", name, cli=cli).stdout)[0]
+        assert info["IPAM"]["Config"][0]["Gateway"] == str(subnet.network_address + 254)
+        out = run(st, "network", "ls", "--format", "{{.Name}}", cli=cli).stdout.decode()
+        assert name in out.split()
+        run(st, "run", "-d", "--name", ctr, "--network", name, "--ip", ip,
+            "--network-alias", "svc", st.image, "sleep", "60", cli=cli)
+        routes = run(st, "exec", ctr, "sh", "-c", "ip -o -4 addr; ip route", cli=cli).stdout
+        assert f"inet {ip}/24".encode() in routes
+        assert f"default via {subnet.network_address + 254}".encode() in routes
+        fmt = "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}"
+        assert run(st, "inspect", "-f", fmt, ctr, cli=cli).stdout.decode().strip() == ip
+        run(st, "network", "disconnect", name, ctr, cli=cli)
+        assert b"eth0" not in run(st, "exec", ctr, "sh", "-c", "ip -o link",
+                                  cli=cli).stdout
+        run(st, "network", "connect", name, ctr, cli=cli)
+        assert b"eth0" in run(st, "exec", ctr, "sh", "-c", "ip -o link", cli=cli).stdout
+        run(st, "rm", "-f", ctr, cli=cli)
+        out = run(st, "network", "prune", "-f", "--filter", "label!=keep", cli=cli).stdout
+        assert name.encode() in out
+    finally:
+        st.docker("rm", "-f", ctr)
+        st.docker("network", "rm", name)
