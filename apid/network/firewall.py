@@ -8,6 +8,7 @@ never touch each other's rules, and never the host's own rules:
     filter FORWARD -j DOCKYARD-FWD-<tag>
            DOCKYARD-FWD-<tag>: -i <brA> -o <brB> -j DROP                 (each pair of nets)
                                -i <br> ! -o <br> -j DROP, ! -i <br> -o <br> -j DROP (internal)
+                               -i <br> -j ACCEPT, -o <br> ctstate RELATED,ESTABLISHED -j ACCEPT
 
 (libnetwork's POSTROUTING MASQUERADE and DOCKER-ISOLATION-STAGE-1/2, minus
 the DNAT rules: published ports go through the userland proxy.) The chains'
@@ -66,6 +67,12 @@ class Firewall:
             for b in nets:
                 if a.bridge != b.bridge:
                     fwd.append(f"-A {self.fwd_chain} -i {a.bridge} -o {b.bridge} -j DROP")
+        for n in nets:
+            # what is not dropped above is accepted, so a host whose FORWARD policy is
+            # DROP (a dockerd ran here once) still passes the containers' traffic
+            fwd.append(f"-A {self.fwd_chain} -i {n.bridge} -j ACCEPT")
+            fwd.append(f"-A {self.fwd_chain} -o {n.bridge} -m conntrack --ctstate "
+                       "RELATED,ESTABLISHED -j ACCEPT")
         return "\n".join(["*nat", f":{self.nat_chain} - [0:0]", *nat, "COMMIT",
                           "*filter", f":{self.fwd_chain} - [0:0]", *fwd, "COMMIT", ""])
 
