@@ -301,3 +301,36 @@ def test_masquerade_chain_is_the_daemons_own(bridged):
     if "DOCKYARD-NAT-" not in rules:
         pytest.skip("iptables unusable here")
     assert f"-s {subnet} ! -o {bridge} -j MASQUERADE" in rules
+
+
+def test_apid_killed_and_restarted(bridged):
+    """kill -9 of apid: a running container keeps its address and gets its published port
+    back; one that exited meanwhile loses its veth and address; the chains' jumps are not
+    duplicated."""
+    st, bridge, subnet = bridged
+    keep, gone = f"dy-{uuid.uuid4().hex[:8]}", f"dy-{uuid.uuid4().hex[:8]}"
+    port = _free_port()
+    run(st, "run", "-d", "--name", keep, "-p", f"127.0.0.1:{port}:80", st.image, "sh", "-c",
+        HTTPD)
+    run(st, "run", "-d", "--name", gone, st.image, "sleep", "2")
+    try:
+        ip = inspect(st, keep)["NetworkSettings"]["IPAddress"]
+        gone_ip = inspect(st, gone)["NetworkSettings"]["IPAddress"]
+        assert _get(port).endswith(b"published\n")
+        st.apid.proc.kill()
+        st.apid.proc.wait()
+        time.sleep(3)  # `gone` exits while apid is away
+        st.apid.start()
+        assert inspect(st, keep)["NetworkSettings"]["IPAddress"] == ip
+        assert _get(port).endswith(b"published\n")
+        assert inspect(st, gone)["State"]["Status"] == "exited"
+        assert settled(lambda: links().count(f"master {bridge}") == 1)
+        net = json.loads(run(st, "network", "inspect", "bridge").stdout)[0]
+        assert gone_ip not in json.dumps(net["Containers"])
+        nat = subprocess.run(["iptables", "-w", "-t", "nat", "-S", "POSTROUTING"],
+                             capture_output=True, text=True).stdout
+        if "DOCKYARD-NAT-" in nat:
+            chains = [line for line in nat.splitlines() if "-j DOCKYARD-NAT-" in line]
+            assert len(chains) == len(set(chains)), nat
+    finally:
+        run(st, "rm", "-f", keep, gone)
