@@ -197,6 +197,9 @@ def main(argv: list[str] | None = None) -> int:
     import gc
     gc.disable()
     code = _main(sys.argv[1:])
+    warm = sys.modules.get("dockyard.shim._warm")
+    if warm is not None:
+        warm.reap()  # the no-op cgroup writers of create/run/exec
     try:
         sys.stdout.flush()
         sys.stderr.flush()
@@ -227,7 +230,7 @@ def _main(argv: list[str]) -> int:
         if command not in _COMMANDS:
             raise UsageError(f"no such command: {command}")
         if command in ("create", "run", "exec"):
-            # the cgroup lock's grace period runs while we import and parse (_warm.py)
+            # the cgroup lock's grace period passes while we import and parse (_warm.py)
             from dockyard.shim import _warm
             _warm.start(os.environ.get("DOCKYARD_CGROUP_ROOT") or paths.CGROUP_ROOT)
         spec, least, most = _COMMANDS[command]

@@ -390,7 +390,6 @@ class Container:
         # the init's own spans (namespaces, mounts, ...) nest under this one
         init_span = tr.begin("init") if tr else None
         try:
-            _warm.stop()  # no fork while the warm-up thread lives
             pid = os.fork()
         except BaseException:
             child.close()
@@ -407,6 +406,7 @@ class Container:
         if restore is not None:
             restore()
         self.init_pid = pid
+        _warm.start(cgroup_root())  # the first writer may be long done: warm through mkdir
         # The cgroup is made and joined while the child already unshares and
         # mounts (it waits for `proceed` only before its cgroup namespace):
         # the first cgroup.procs write alone costs an RCU grace period.
@@ -646,7 +646,6 @@ class Container:
         if pid_fd is not None:
             restore = _join_pid_namespace(sc, pid_fd)
         try:
-            _warm.stop()  # no fork while the warm-up thread lives
             pid = os.fork()
         except BaseException as err:
             if restore is not None:
@@ -757,13 +756,8 @@ def _join_cgroup(mgr, pid: int, chan, create: bool = False,  # noqa: ANN001
     from dockyard.shim.sync import Msg
     applying = False
     try:
-        if mgr is not None:
-            if create:
-                _warm.start(cgroup_root())  # warm through mkdir and cpuset setup too
-                try:
-                    mgr.create()
-                finally:
-                    _warm.stop()
+        if mgr is not None and create:
+            mgr.create()
         if then is not None:
             applying = True
             then()

@@ -1,4 +1,4 @@
-"""_warm's choice of cgroup file and its thread discipline; log record formats."""
+"""_warm's choice of cgroup file and its spawned writers; log record formats."""
 
 from __future__ import annotations
 
@@ -39,23 +39,50 @@ def test_v1_only_uses_a_controller_hierarchy(monkeypatch, tmp_path):
     assert own_procs(monkeypatch, V1_ONLY, str(tmp_path)) == f"{tmp_path}/memory/a/b/cgroup.procs"
 
 
-def test_thread_rewrites_until_stopped_and_is_joined(tmp_path, monkeypatch):
+def test_a_spawned_writer_writes_zero_and_is_reaped(tmp_path, monkeypatch):
     procs = tmp_path / "cgroup.procs"
     procs.write_text("")
-    monkeypatch.setattr(_warm, "_own_procs", lambda root: str(procs))
-    monkeypatch.setattr(_warm, "_REPEAT", 0.001)
+    monkeypatch.setattr(_warm, "_procs", str(procs))
     _warm.start(str(tmp_path))
-    _warm.stop()
-    assert procs.read_text().startswith("0")
-    assert not _warm._running
-    _warm.start(str(tmp_path))  # restartable after a stop
-    _warm.stop()
+    assert len(_warm._pids) == 1
+    _warm.reap()
+    assert procs.read_text() == "0\n" and not _warm._pids
+    _warm.start(str(tmp_path))  # again, once the previous one has ended
+    _warm.reap()
+    assert not _warm._pids
+
+
+def test_one_writer_at_a_time(tmp_path, monkeypatch):
+    fifo = tmp_path / "cgroup.procs"  # a writer blocks on a fifo: like one in a grace period
+    os.mkfifo(fifo)
+    monkeypatch.setattr(_warm, "_procs", str(fifo))
+    rfd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    wfd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+    try:
+        while True:  # fill the pipe: the writer's write blocks
+            try:
+                os.write(wfd, b"x" * 4096)
+            except BlockingIOError:
+                break
+        _warm.start(str(tmp_path))
+        first = list(_warm._pids)
+        _warm.start(str(tmp_path))
+        assert _warm._pids == first and len(first) == 1
+    finally:
+        os.close(wfd)
+        os.set_blocking(rfd, True)
+        while os.read(rfd, 65536):  # drain until the writer has written and ended
+            pass
+        _warm.reap()
+        os.close(rfd)
+    assert not _warm._pids
 
 
 def test_missing_file_is_ignored(tmp_path, monkeypatch):
-    monkeypatch.setattr(_warm, "_own_procs", lambda root: str(tmp_path / "nope"))
+    monkeypatch.setattr(_warm, "_procs", str(tmp_path / "nope" / "cgroup.procs"))
     _warm.start(str(tmp_path))
-    _warm.stop()
+    _warm.reap()
+    assert not _warm._pids
 
 
 def test_log_formats(tmp_path, capsys):
