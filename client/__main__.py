@@ -37,6 +37,7 @@ Options:
 Management Commands:
   container   Manage containers
   image       Manage images
+  network     Manage networks
   system      Manage dockyard
 
 Commands:
@@ -46,7 +47,7 @@ Commands:
 def _print_help(out: Any) -> None:
     out.write(_USAGE)
     for verb, (_, summary) in COMMANDS.items():
-        if verb != "system":
+        if verb != "system" and " " not in verb:  # management commands are listed above
             out.write(f"  {verb:<10}  {summary}\n")
     out.write("\nRun 'dockyard COMMAND --help' for more information on a command.\n")
 

@@ -2,7 +2,9 @@
 
 Owns: the verb -> module map that lets `dockyard` import only the module of the
 command it runs (start-up cost), the management-command aliases
-(`container ls` = `ps`), and the shared command context. Each module in this
+(`container ls` = `ps`; `network ls` is the verb "network ls", whose
+parser is named so, giving docker's "dockyard network ls" usage line), and the
+shared command context. Each module in this
 package exposes `register(subparsers)` and one function per verb.
 """
 
@@ -34,6 +36,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "pause": ("container", "Pause all processes within one or more containers"),
     "unpause": ("container", "Unpause all processes within one or more containers"),
     "update": ("container", "Update configuration of one or more containers"),
+    "port": ("network", "List port mappings or a specific mapping for the container"),
     "export": ("container", "Export a container's filesystem as a tar archive"),
     "commit": ("container", "Create a new image from a container's changes"),
     "pull": ("image", "Download an image from a registry"),
@@ -48,6 +51,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "events": ("system", "Get real time events from the server"),
     "info": ("system", "Display system-wide information"),
     "system": ("system", "Manage dockyard (df, prune, info, events)"),
+    "network connect": ("network", "Connect a container to a network"),
+    "network create": ("network", "Create a network"),
+    "network disconnect": ("network", "Disconnect a container from a network"),
+    "network inspect": ("network", "Display detailed information on one or more networks"),
+    "network ls": ("network", "List networks"),
+    "network prune": ("network", "Remove all unused networks"),
+    "network rm": ("network", "Remove one or more networks"),
     "version": ("system", "Show the dockyard version information"),
     "login": ("system", "Log in to a registry"),
     "logout": ("system", "Log out from a registry"),
@@ -59,10 +69,13 @@ NOUNS: dict[str, dict[str, str]] = {
                   **{v: v for v in ("run", "exec", "create", "start", "stop", "restart",
                                     "kill", "rm", "logs", "attach", "top", "stats", "cp",
                                     "wait", "rename", "pause", "unpause", "update",
-                                    "export", "commit")}},
+                                    "export", "commit", "port")}},
     "image": {"ls": "images", "list": "images", "rm": "rmi", "remove": "rmi",
               "inspect": "inspect",
               **{v: v for v in ("pull", "push", "tag", "save", "load", "import", "history")}},
+    "network": {"list": "network ls", "remove": "network rm",
+                **{v: f"network {v}" for v in ("connect", "create", "disconnect", "inspect",
+                                               "ls", "prune", "rm")}},
 }
 
 ALIASES: dict[str, str] = {}

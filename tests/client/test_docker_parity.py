@@ -11,6 +11,7 @@ import io
 import os
 import shutil
 import subprocess
+from typing import Any
 
 import pytest
 from dockyard.client.__main__ import main
@@ -32,7 +33,7 @@ def _handler(req: Request) -> Reply:
         # one request per connection (the fake does no keep-alive): say so
         return Reply(200, b"", {"API-Version": "1.45", "OSType": "linux",
                                 "Connection": "close"})
-    if req.path.endswith("/containers/create"):
+    if req.method == "POST":
         return Reply(400, {"message": "recorded"}, {"Connection": "close"})
     return Reply(404, {"message": "page not found"})
 
@@ -149,3 +150,76 @@ def test_bad_flags_fail_with_the_docker_cli_message(fake, tmp_path, args):
     docker_msg = derr.strip().splitlines()[0].removeprefix("docker: ").rstrip(".")
     ours = err.strip().splitlines()[0].removeprefix("dockyard: ")
     assert ours == docker_msg
+
+
+def _record(fake, argv_docker: list[str] | None, argv_ours: list[str], tmp_path, path: str
+            ) -> tuple[Any, Any, str, str]:
+    """Run one network verb through both CLIs; the JSON body each sent to path."""
+    sock, daemon = fake
+    daemon.requests.clear()
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path),
+           "DOCKER_HOST": f"unix://{sock}", "DOCKER_CONFIG": str(tmp_path / "cfg")}
+    r = subprocess.run([DOCKER, *(argv_docker or argv_ours)], capture_output=True, text=True,
+                       env=env, timeout=30)
+    want = next((q.json() for q in daemon.requests if q.path.endswith(path)), None)
+    daemon.requests.clear()
+    err = io.StringIO()
+    main(["-H", f"unix://{sock}", *argv_ours], stdout=io.StringIO(), stderr=err)
+    got = next((q.json() for q in daemon.requests if q.path.endswith(path)), None)
+    return want, got, r.stderr, err.getvalue()
+
+
+NETWORK_CREATE = [
+    ["network", "create", "n1"],
+    ["network", "create", "-d", "bridge", "--subnet", "10.5.0.0/24", "--gateway", "10.5.0.1",
+     "--ip-range", "10.5.0.0/25", "--internal", "--attachable", "--label", "a=b", "--label",
+     "c", "-o", "com.docker.network.bridge.name=dyx", "--aux-address", "h=10.5.0.9", "n1"],
+    ["network", "create", "--subnet", "10.6.0.0/16", "--subnet", "10.7.0.0/16",
+     "--gateway", "10.7.0.254", "--ipv6=false", "--ipam-opt", "k=v", "n2"],
+]
+
+
+def _strip(body: dict) -> dict:
+    out = {k: v for k, v in body.items() if v not in (None, False, "", {}, [])}
+    if "IPAM" in out:  # docker builds IPAM.Config from a Go map: its order is random
+        out["IPAM"] = {**out["IPAM"], "Config": sorted(out["IPAM"].get("Config") or [],
+                                                       key=lambda c: c.get("Subnet", ""))}
+    return out
+
+
+@pytest.mark.parametrize("args", NETWORK_CREATE, ids=lambda a: " ".join(a))
+def test_network_create_body_matches_the_docker_cli(fake, tmp_path, args):
+    want, got, derr, err = _record(fake, None, args, tmp_path, "/networks/create")
+    assert want is not None, derr
+    assert got is not None, err
+    assert _strip(got) == _strip(want)
+
+
+@pytest.mark.parametrize("args", [
+    ["network", "create", "--gateway", "10.0.0.1", "n"],
+    ["network", "create", "--subnet", "10.0.0.0/24", "--gateway", "10.1.0.1", "n"],
+    ["network", "create", "--subnet", "10.0.0.0/24", "--ip-range", "10.1.0.0/25", "n"],
+    ["network", "create", "--subnet", "10.0.0.0/16", "--subnet", "10.0.1.0/24", "n"],
+], ids=lambda a: " ".join(a))
+def test_network_create_refuses_what_docker_refuses(fake, tmp_path, args):
+    want, got, derr, err = _record(fake, None, args, tmp_path, "/networks/create")
+    assert want is None and got is None
+    assert err.strip().splitlines()[0].removeprefix("dockyard: ") == \
+        derr.strip().splitlines()[0].removeprefix("docker: ").rstrip(".")
+
+
+@pytest.mark.parametrize("args,path", [
+    (["network", "connect", "--alias", "x", "--alias", "y", "--ip", "10.5.0.9", "n1", "c1"],
+     "/connect"),
+    (["network", "connect", "n1", "c1"], "/connect"),
+    (["network", "disconnect", "-f", "n1", "c1"], "/disconnect"),
+    (["network", "disconnect", "n1", "c1"], "/disconnect"),
+], ids=lambda a: " ".join(a) if isinstance(a, list) else a)
+def test_network_connect_body_matches_the_docker_cli(fake, tmp_path, args, path):
+    want, got, derr, err = _record(fake, None, args, tmp_path, path)
+    assert want is not None, derr
+    assert got is not None, err
+    want_ep = _strip(want.get("EndpointConfig") or {})
+    assert _strip(got.get("EndpointConfig") or {}) == want_ep
+    assert got["Container"] == want["Container"]
+    assert bool(got.get("Force")) == bool(want.get("Force"))
