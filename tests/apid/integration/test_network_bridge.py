@@ -334,3 +334,31 @@ def test_apid_killed_and_restarted(bridged):
             assert len(chains) == len(set(chains)), nat
     finally:
         run(st, "rm", "-f", keep, gone)
+
+
+def test_without_bip_a_free_private_range_is_picked(stack, tmp_path):
+    """--bridge without --bip: the first of dockerd's pools no host route overlaps, kept
+    across a restart; the bridge goes at stop."""
+    bridge = "dy" + uuid.uuid4().hex[:8]
+    (tmp_path / "docker-config").mkdir()
+    apid = BridgedApid(tmp_path, stack.managerd.address, {
+        "DOCKYARD_BRIDGE": bridge, "DOCKYARD_NAMESPACE": "dynet" + uuid.uuid4().hex[:6]})
+    before = _host_routes()
+    apid.start()
+    try:
+        st = Stack(stack.managerd, apid, IMAGE)
+        cfg = json.loads(run(st, "network", "inspect", "bridge").stdout)[0]["IPAM"]["Config"][0]
+        subnet = ipaddress.IPv4Network(cfg["Subnet"])
+        pools = [ipaddress.IPv4Network(f"172.{n}.0.0/16") for n in range(17, 32)] + [
+            ipaddress.IPv4Network(f"192.168.{n}.0/20") for n in range(0, 256, 16)]
+        assert subnet in pools
+        assert not any(subnet.overlaps(r) for r in before)
+        assert cfg["Gateway"] == str(subnet.network_address + 1)
+        apid.restart()
+        again = json.loads(run(st, "network", "inspect", "bridge").stdout)[0]
+        assert again["IPAM"]["Config"][0]["Subnet"] == str(subnet)
+    finally:
+        apid.stop()
+        if bridge in links():
+            subprocess.run(["ip", "link", "del", bridge], capture_output=True)
+            pytest.fail("the default bridge outlived its daemon")
