@@ -318,7 +318,7 @@ class NetworkController:
         eps = self._endpoints_for(c.host_config, c.networking_config)
         if eps:
             self.store.endpoints[c.id] = eps
-            self._save()
+            self._save(durable=True)
 
     def _endpoints_for(self, hc: dict[str, Any], nc: dict[str, Any] | None
                        ) -> dict[str, Endpoint]:
@@ -484,11 +484,11 @@ class NetworkController:
         """On removal: release, then drop the endpoints."""
         await self.release(c)
         if self.store.endpoints.pop(c.id, None) is not None or self.store.ports.pop(c.id, None):
-            self._save()
+            self._save(durable=True)
 
-    def _save(self) -> None:
+    def _save(self, durable: bool = False) -> None:
         try:
-            self.store.save()
+            self.store.save(durable)
         except OSError as err:
             log.error("saving network state: %s", err)
 
@@ -601,7 +601,10 @@ class NetworkController:
             log.warning("writing hosts container_id=%s err=%s", c.id, err)
 
     def _refresh_peers(self, c: Container) -> None:
-        nets = set(self.store.endpoints.get(c.id) or {})
+        """Rewrite the hosts files of c's fellow members of user-defined networks (the
+        default bridge has no name resolution: nothing to rewrite there)."""
+        nets = {nid for nid in self.store.endpoints.get(c.id) or {}
+                if nid in self.store.networks and not self.store.networks[nid].default}
         for cid, eps in self.store.endpoints.items():
             other = self.containers.get(cid)
             if cid == c.id or other is None or not (nets & set(eps)):
@@ -643,7 +646,7 @@ class NetworkController:
                 raise
             self._write_hosts(c)
             self._refresh_peers(c)
-        self._save()
+        self._save(durable=True)
         self._event("connect", net, c)
 
     async def disconnect(self, ref: str, c: Container, force: bool = False) -> None:
@@ -662,12 +665,15 @@ class NetworkController:
         if not eps:
             await self._stop_proxies(c.id)
             self.store.ports.pop(c.id, None)
-        self._save()
+        self._save(durable=True)
         self._write_hosts(c)
         self._refresh_peers_of(net.id)
         self._event("disconnect", net, c)
 
     def _refresh_peers_of(self, network_id: str) -> None:
+        net = self.store.networks.get(network_id)
+        if net is None or net.default:
+            return
         for cid, eps in self.store.endpoints.items():
             other = self.containers.get(cid)
             if other is not None and network_id in eps and eps[network_id].ip:
@@ -728,7 +734,7 @@ class NetworkController:
                         await self.links.delete(net.bridge)
                     raise
             self.store.networks[nid] = net
-            self._save()
+            self._save(durable=True)
             if self.enabled:
                 await self._apply_firewall()
                 await asyncio.to_thread(_enable_forwarding)
@@ -751,7 +757,7 @@ class NetworkController:
             for eps in self.store.endpoints.values():
                 eps.pop(net.id, None)  # stopped members: their start reports it missing
             del self.store.networks[net.id]
-            self._save()
+            self._save(durable=True)
             if self.enabled:
                 await self.links.delete(net.bridge)
                 await self._apply_firewall()

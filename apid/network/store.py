@@ -1,7 +1,7 @@
 """Networks and endpoints on disk: `<data-root>/network/state.json`.
 
 Schema (version 1), one JSON document written like runc's state.json (temp
-file in the same directory, fsync, os.replace):
+file in the same directory, fsync when networks change, os.replace):
 
     {"version": 1,
      "networks":  {<network id>: Network},
@@ -99,7 +99,10 @@ class Store:
                           for cid, eps in raw.get("endpoints", {}).items()}
         self.ports = raw.get("ports") or {}
 
-    def save(self) -> None:
+    def save(self, durable: bool = True) -> None:
+        """Write the document; durable=False skips the fsync (address changes: they only
+        matter while the kernel that holds the containers runs, and a start must not
+        wait for the disk)."""
         os.makedirs(self.root, mode=0o700, exist_ok=True)
         doc = {"version": SCHEMA_VERSION,
                "networks": {k: n.to_json() for k, n in self.networks.items()},
@@ -110,7 +113,8 @@ class Store:
         with open(tmp, "w") as f:
             json.dump(doc, f, separators=(",", ":"))
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         os.replace(tmp, self.path)
 
     def by_name(self, name: str) -> Network | None:
