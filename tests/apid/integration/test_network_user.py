@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import time
 import uuid
 
 import docker
@@ -269,6 +270,7 @@ def test_network_verbs_with_each_cli(bridged, cli):
     st = bridged[0]
     name, subnet = f"dynet-{uid()}", free_subnet()
     ip = str(subnet.network_address + 7)
+    since = f"{time.time() - 1:.3f}"
     run(st, "network", "create", "--subnet", str(subnet), "--gateway",
         str(subnet.network_address + 254), name, cli=cli)
     ctr = f"dy-{uid()}"
@@ -292,6 +294,11 @@ def test_network_verbs_with_each_cli(bridged, cli):
         run(st, "rm", "-f", ctr, cli=cli)
         out = run(st, "network", "prune", "-f", "--filter", "label!=keep", cli=cli).stdout
         assert name.encode() in out
+        events = run(st, "events", "--since", since, "--until", f"{time.time() + 1:.3f}",
+                     "--filter", "type=network", "--filter", f"network={name}", "--format",
+                     "{{.Action}}", cli=cli).stdout.decode().split()
+        for action in ("create", "connect", "disconnect", "destroy"):
+            assert action in events, events
     finally:
         st.docker("rm", "-f", ctr)
         st.docker("network", "rm", name)
