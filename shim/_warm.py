@@ -24,17 +24,37 @@ thread stuck in that grace period had to be joined first, which put the
 wait right back in front of the fork. posix_spawn (vfork + exec) costs the
 shim ~0.2 ms. Any failure is ignored: the real write still works, only
 slower. It must do nothing else.
+
+Built-in modules only (`posix`, not `os`): shim/lean.py loads this file by
+path and starts the writer before the full CLI is even imported.
 """
 
 from __future__ import annotations
 
-import os
+import posix
+import time
 
-__all__ = ["start", "reap"]
+__all__ = ["start", "reap", "cgroup_root"]
 
 _ECHO = "/bin/echo"
+_FRESH = 0.005  # s: a writer spawned this recently has warmed the lock or is still at it
 _pids: list[int] = []
+_last = -1.0  # time.monotonic() of the last spawn
 _procs: str | None = None  # our cgroup.procs; "" when there is none to write
+
+
+def cgroup_root() -> str:
+    """Where cgroupfs is mounted: $DOCKYARD_CGROUP_ROOT or /sys/fs/cgroup
+    (container.cgroup_root without `os`)."""
+    return (posix.environ.get(b"DOCKYARD_CGROUP_ROOT") or b"/sys/fs/cgroup").decode()
+
+
+def _exists(path: str) -> bool:
+    try:
+        posix.stat(path)
+    except OSError:
+        return False
+    return True
 
 
 def _own_procs(root: str) -> str:
@@ -48,28 +68,31 @@ def _own_procs(root: str) -> str:
     for line in lines:
         hier, ctrls, path = line.split(":", 2)
         if hier == "0" and not ctrls:
-            unified = root if os.path.exists(f"{root}/cgroup.procs") else f"{root}/unified"
+            unified = root if _exists(f"{root}/cgroup.procs") else f"{root}/unified"
             return f"{unified}{path.rstrip('/')}/cgroup.procs"
         if not v1 and ctrls and not ctrls.startswith("name="):
             v1 = f"{root}/{ctrls}{path.rstrip('/')}/cgroup.procs"
     return v1
 
 
-def start(root: str = "/sys/fs/cgroup") -> None:
-    """Spawn a no-op migration, unless the previous one is still waiting."""
-    global _procs
+def start(root: str | None = None) -> None:
+    """Spawn a no-op migration, unless the previous one is still waiting or has
+    only just been spawned (lean.py's, when cli.py asks again)."""
+    global _procs, _last
     if _procs is None:
-        _procs = _own_procs(root)
+        _procs = _own_procs(root or cgroup_root())
     if not _procs:
         return
     reap(block=False)
-    if _pids:
-        return  # still in its grace period: a second writer would only wait with it
+    now = time.monotonic()
+    if _pids or now - _last < _FRESH:
+        return  # still in its grace period (a second writer would only wait with it)
+    _last = now
     try:
         # stderr to /dev/null: a refused write must not add a line to the shim's own
-        _pids.append(os.posix_spawn(_ECHO, ["echo", "0"], {}, file_actions=[
-            (os.POSIX_SPAWN_OPEN, 1, _procs, os.O_WRONLY, 0),
-            (os.POSIX_SPAWN_OPEN, 2, os.devnull, os.O_WRONLY, 0)]))
+        _pids.append(posix.posix_spawn(_ECHO, ["echo", "0"], {}, file_actions=[
+            (posix.POSIX_SPAWN_OPEN, 1, _procs, posix.O_WRONLY, 0),
+            (posix.POSIX_SPAWN_OPEN, 2, "/dev/null", posix.O_WRONLY, 0)]))
     except OSError:
         pass
 
@@ -78,7 +101,7 @@ def reap(block: bool = True) -> None:
     """Collect the writers that ended (all of them with `block`)."""
     for pid in list(_pids):
         try:
-            done, _ = os.waitpid(pid, 0 if block else os.WNOHANG)
+            done, _ = posix.waitpid(pid, 0 if block else posix.WNOHANG)
         except ChildProcessError:
             done = pid
         if done:

@@ -232,7 +232,7 @@ def _main(argv: list[str]) -> int:
         if command in ("create", "run", "exec"):
             # the cgroup lock's grace period passes while we import and parse (_warm.py)
             from dockyard.shim import _warm
-            _warm.start(os.environ.get("DOCKYARD_CGROUP_ROOT") or paths.CGROUP_ROOT)
+            _warm.start()  # (already started by shim/lean.py when it loaded this CLI)
         spec, least, most = _COMMANDS[command]
         opts, pos = parse_flags(rest, spec, stop_at_positional=command in ("exec", "ps"))
         if len(pos) < least or (most >= 0 and len(pos) > most):

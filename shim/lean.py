@@ -15,14 +15,17 @@ The rule that keeps it small: anything off the common path returns None
 does the same work with every check and every error message: unknown or
 invalid ids, wrong states (errors are worded there only), hooks, paused
 containers, `kill --all`, `delete --force` of a live container, `--debug`,
-traced calls (TRACEPARENT), flags this module does not know. Once it has
+traced calls (TRACEPARENT), flags this module does not know; for `create`,
+`run` and `exec` it first starts shim/_warm.py's no-op cgroup writer, so
+the kernel's grace period runs while cli.py loads. Once it has
 acted, a step that fails hands over too when the full verb is safe to run
 again from there (delete: a cgroup rmdir that fails; start: an init that
 died before reading the fifo, which the full verb reports as stopped).
 What it does must stay what container.py does: tests/unit/shim/test_lean.py
 and tests/oci/test_lean.py compare both paths.
 
-It must not import `os` or anything from `dockyard`: that is its whole point.
+It must not import `os` or anything through the `dockyard` package (shim/_warm.py is
+loaded by path, and is built-in-only too): that is its whole point.
 """
 
 import posix
@@ -49,7 +52,8 @@ def launcher(python: str, root: str) -> str:
             "import sys\n"
             "from _frozen_importlib_external import SourceFileLoader\n"
             'lean = type(sys)("dockyard.shim.lean")\n'
-            f"exec(SourceFileLoader(lean.__name__, {root + '/shim/lean.py'!r})"
+            f"lean.__file__ = {root + '/shim/lean.py'!r}\n"
+            "exec(SourceFileLoader(lean.__name__, lean.__file__)"
             ".get_code(lean.__name__), lean.__dict__)\n"
             f"lean.run({root + '/src'!r})\n")
 
@@ -69,10 +73,10 @@ def run(src: str | None = None) -> None:
 def main(argv: list[str]) -> int | None:
     """Run the verb in `argv` (the shim's arguments) if it is a common case;
     its exit code, or None: nothing done, the full CLI must run it."""
-    if posix.environ.get(b"TRACEPARENT"):
-        return None
     parsed = _parse(argv)
-    if parsed is None:
+    if parsed is None or posix.environ.get(b"TRACEPARENT"):
+        if _verb(argv) in ("create", "run", "exec"):
+            _warm().start()  # the cgroup lock's grace period passes while cli.py loads
         return None
     root, verb, container_id, rest = parsed
     directory = f"{root}/{container_id}"
@@ -127,6 +131,33 @@ def _parse(argv: list[str]) -> tuple[str, str, str, list[str]] | None:
     if not root.startswith("/"):
         root = posix.getcwd() + "/" + root
     return root.rstrip("/") or "/", verb, container_id, flags + args[1:]
+
+
+def _verb(argv: list[str]) -> str | None:
+    """The command word after the global flags (cli._split_globals' rule)."""
+    i = 0
+    while i < len(argv) and argv[i].startswith("-"):
+        if "=" not in argv[i] and argv[i] in ("--root", "--log", "--log-format", "--criu",
+                                              "--rootless"):
+            i += 1
+        i += 1
+    return argv[i] if i < len(argv) else None
+
+
+def _warm():  # noqa: ANN202
+    """shim/_warm.py (built-in modules only), loaded by path next to this file and
+    registered under its package name, so cli.py and container.py import this
+    same module later and see its writer."""
+    warm = sys.modules.get("dockyard.shim._warm")
+    if warm is None:
+        from _frozen_importlib_external import SourceFileLoader
+
+        path = __file__.rpartition("/")[0] + "/_warm.py"
+        warm = type(sys)("dockyard.shim._warm")
+        warm.__file__ = path
+        exec(SourceFileLoader(warm.__name__, path).get_code(warm.__name__), warm.__dict__)
+        sys.modules[warm.__name__] = warm
+    return warm
 
 
 # --- state -------------------------------------------------------------------

@@ -6,6 +6,7 @@ import builtins
 import io
 import json
 import os
+import time
 
 from dockyard.shim import _warm
 from dockyard.shim.log import Logger
@@ -43,19 +44,27 @@ def test_a_spawned_writer_writes_zero_and_is_reaped(tmp_path, monkeypatch):
     procs = tmp_path / "cgroup.procs"
     procs.write_text("")
     monkeypatch.setattr(_warm, "_procs", str(procs))
+    monkeypatch.setattr(_warm, "_last", -1.0)
     _warm.start(str(tmp_path))
     assert len(_warm._pids) == 1
     _warm.reap()
     assert procs.read_text() == "0\n" and not _warm._pids
-    _warm.start(str(tmp_path))  # again, once the previous one has ended
-    _warm.reap()
+    monkeypatch.setattr(_warm, "_last", time.monotonic())  # as if just spawned
+    _warm.start(str(tmp_path))  # the lock is warm: no second writer
     assert not _warm._pids
+    monkeypatch.setattr(_warm, "_last", -1.0)
+    procs.write_text("")
+    _warm.start(str(tmp_path))  # later: again
+    assert len(_warm._pids) == 1
+    _warm.reap()
+    assert procs.read_text() == "0\n" and not _warm._pids
 
 
 def test_one_writer_at_a_time(tmp_path, monkeypatch):
     fifo = tmp_path / "cgroup.procs"  # a writer blocks on a fifo: like one in a grace period
     os.mkfifo(fifo)
     monkeypatch.setattr(_warm, "_procs", str(fifo))
+    monkeypatch.setattr(_warm, "_last", -1.0)
     rfd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
     wfd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
     try:
@@ -66,6 +75,7 @@ def test_one_writer_at_a_time(tmp_path, monkeypatch):
                 break
         _warm.start(str(tmp_path))
         first = list(_warm._pids)
+        monkeypatch.setattr(_warm, "_last", -1.0)  # not fresh any more, but still waiting
         _warm.start(str(tmp_path))
         assert _warm._pids == first and len(first) == 1
     finally:
@@ -80,6 +90,7 @@ def test_one_writer_at_a_time(tmp_path, monkeypatch):
 
 def test_missing_file_is_ignored(tmp_path, monkeypatch):
     monkeypatch.setattr(_warm, "_procs", str(tmp_path / "nope" / "cgroup.procs"))
+    monkeypatch.setattr(_warm, "_last", -1.0)
     _warm.start(str(tmp_path))
     _warm.reap()
     assert not _warm._pids
