@@ -670,11 +670,11 @@ class TaskManager:
                         task.cleanup = threading.Event()
                 task.cond.notify_all()
             publish = not (proc.exit_published or proc.exit_pending or status < 0)
+        if publish:  # first: it reads the OOM count of the cgroup the cleanup removes
+            self._publish_exit(task, proc)
         if cleanup:
             threading.Thread(target=self._cleanup_exited, args=(task,),
                              name="tasks-exit-cleanup", daemon=True).start()
-        if publish:
-            self._publish_exit(task, proc)
 
     def _cleanup_exited(self, task: Task) -> None:
         """The runtime's delete of a task whose init exited, then the rootfs unmount
