@@ -9,8 +9,12 @@ task up again after a managerd restart, and tearing it all down on delete.
 Every verb is refresh -> guard -> act -> save under the task's lock; exits
 arrive asynchronously from the monitors (one ``Watcher`` thread holds a
 subscription to each) and only take the task's state lock, never its verb
-lock, so a verb may wait for an exit. It must not fork managerd (runtimes and
-monitors start through subprocess) nor hold container metadata (that is
+lock, so a verb may wait for an exit. The init's exit, as its monitor reports
+it, also begins the task's teardown in a thread of its own (the runtime's
+delete, then the rootfs detach: ``_cleanup_exited``), so that Delete, which a
+client sends once it learnt of the exit, mostly finds it done; a Delete already
+under way (a forced one) does it itself. It must not fork managerd (runtimes
+and monitors start through subprocess) nor hold container metadata (that is
 ``metadata/containers.py``).
 
 On-disk state of a task (the bundle directory, also the monitor's cwd):
