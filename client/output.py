@@ -309,7 +309,12 @@ class _Pipeline:
             elif paren == ")":
                 if not stack:
                     raise TemplateError(f"unexpected ) in {{{{{text}}}}}")
-                inner = _Sub(self.commands)
+                inner: Any = _Sub(self.commands)
+                # `(index .Networks "n").IPAddress`: fields of the parenthesised value
+                chain = _re(r"(?:\.[A-Za-z_]\w*)+").match(text, pos)
+                if chain:
+                    inner = _Chained(inner, _Field(chain.group(0)))
+                    pos = chain.end()
                 self.commands = stack.pop()
                 self.commands[-1].append(inner)
             elif field is not None:
@@ -376,6 +381,18 @@ class _Sub:
             value = stage.eval(dot, (value,) if i else ()) if isinstance(stage, _Call) \
                 else stage.eval(dot)
         return value
+
+
+class _Chained:
+    """A parenthesised pipeline followed by fields: `(index .X "k").Y.Z`."""
+
+    def __init__(self, inner: _Sub, field: _Field):
+        self.inner = inner
+        self.field = field
+
+    def eval(self, dot: Any) -> Any:
+        value = self.inner.eval(dot)
+        return None if value is None else self.field.eval(value)
 
 
 class Template:

@@ -27,7 +27,8 @@ class EngineUnavailable(Exception):
 
 
 class Engine:
-    def __init__(self, base: Path):
+    def __init__(self, base: Path, extra_env: dict[str, str] | None = None):
+        """extra_env: for the daemons too (DOCKYARD_BRIDGE/DOCKYARD_BIP give a bridge)."""
         self.base = base
         self.run_dir = base / "run"
         self.data = base / "data"
@@ -35,7 +36,7 @@ class Engine:
         self.procs: dict[str, subprocess.Popen] = {}
         self.env = {**os.environ, "DOCKYARD_HOST": self.host,
                     "PATH": f"{BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}",
-                    "DOCKYARD_CONFIG": str(base / "config")}
+                    "DOCKYARD_CONFIG": str(base / "config"), **(extra_env or {})}
 
     def _spawn(self, name: str, args: list[str]) -> None:
         log = open(self.base / f"{name}.log", "ab")  # noqa: SIM115 -- the child keeps it
@@ -113,6 +114,10 @@ class Engine:
             ids = self.cli("ps", "-aq", "--no-trunc", timeout=30).stdout.split()
             if ids:
                 self.cli("rm", "-f", *ids, timeout=60)
+            # user networks (and their bridges) outlive apid by design: remove them
+            nets = self.cli("network", "ls", "-q", "--filter", "type=custom", timeout=30)
+            if nets.returncode == 0 and nets.stdout.split():
+                self.cli("network", "rm", *nets.stdout.split(), timeout=60)
         for name in ("apid", "managerd"):
             p = self.procs.get(name)
             if p is None or p.poll() is not None:

@@ -113,3 +113,13 @@ def test_row_label_method_and_json_without_it():
     assert Template("{{json .}}").render(row) == '{"ID":"a"}'
     with pytest.raises(TemplateError, match="not a method"):
         Template('{{.ID "x"}}').render(row)
+
+
+def test_fields_of_a_parenthesised_pipeline():
+    from dockyard.client.output import Template
+
+    obj = {"NetworkSettings": {"Networks": {"dy-net": {"IPAddress": "10.1.2.3",
+                                                       "IPAMConfig": {"IPv4Address": "10.1.2.3"}}}}}
+    tmpl = Template('{{(index .NetworkSettings.Networks "dy-net").IPAddress}}/'
+                    '{{ (index .NetworkSettings.Networks "dy-net").IPAMConfig.IPv4Address }}')
+    assert tmpl.render(obj) == "10.1.2.3/10.1.2.3"
