@@ -709,12 +709,15 @@ class NetworkController:
                 if any(subnet.overlaps(u) for u in used):
                     raise errdefs.InvalidArgument("Pool overlaps with other one on this address "
                                                   "space")
-            elif cfg.get("Gateway"):
-                raise errdefs.InvalidArgument("no matching subnet for gateway "
-                                              f"{cfg['Gateway']}")
+            elif cfg.get("Gateway") or cfg.get("IPRange"):
+                what = ("gateway " + cfg["Gateway"]) if cfg.get("Gateway") else (
+                    "range " + cfg["IPRange"])
+                raise errdefs.InvalidArgument(f"no matching subnet for {what}")
             else:
                 subnet = ipam.pick_subnet(used)
-            pool = ipam.Pool.create(str(subnet), cfg.get("Gateway") or None)
+            pool = ipam.Pool.create(str(subnet), cfg.get("Gateway") or None,
+                                    cfg.get("IPRange") or None,
+                                    cfg.get("AuxiliaryAddresses") or None)
             nid = ids.new_id()
             opts = dict(body.get("Options") or {})
             bridge = opts.get("com.docker.network.bridge.name") or f"br-{nid[:12]}"
@@ -801,6 +804,11 @@ class NetworkController:
                                "IPv4Address": f"{ep.ip}/{net.pool.prefixlen}",
                                "IPv6Address": ""}
         ipam_cfg = {"Subnet": net.pool.subnet, "Gateway": net.pool.gateway}
+        if net.pool.ip_range:
+            ipam_cfg["IPRange"] = net.pool.ip_range
+        for cfg in net.ipam_config[:1]:
+            if cfg.get("AuxiliaryAddresses"):
+                ipam_cfg["AuxiliaryAddresses"] = cfg["AuxiliaryAddresses"]
         return {"Name": net.name, "Id": net.id, "Created": rfc3339(net.created),
                 "Scope": "local", "Driver": net.driver, "EnableIPv4": True,
                 "EnableIPv6": False,

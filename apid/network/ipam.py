@@ -46,6 +46,14 @@ def parse_address(text: str, what: str = "address") -> ipaddress.IPv4Address:
     return addr
 
 
+def _is_cidr(text: str) -> bool:
+    try:
+        ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        return False
+    return True
+
+
 def overlaps(a: IPv4Net, b: IPv4Net) -> bool:
     return a.overlaps(b)
 
@@ -80,9 +88,12 @@ class Pool:
     subnet: str
     gateway: str
     allocated: set[str] = field(default_factory=set)
+    ip_range: str = ""  # --ip-range: containers' addresses come from here only
+    aux: list[str] = field(default_factory=list)  # --aux-address: never handed out
 
     @classmethod
-    def create(cls, subnet: str, gateway: str | None = None) -> Pool:
+    def create(cls, subnet: str, gateway: str | None = None, ip_range: str | None = None,
+               aux: dict[str, str] | None = None) -> Pool:
         net = parse_subnet(subnet)
         if gateway:
             gw = parse_address(gateway, "gateway")
@@ -90,7 +101,20 @@ class Pool:
                 raise errdefs.InvalidArgument(f"no matching subnet for gateway {gateway}")
         else:
             gw = net.network_address + 1
-        return cls(subnet=str(net), gateway=str(gw))
+        rng = ""
+        if ip_range:
+            sub = ipaddress.ip_network(ip_range, strict=False) if _is_cidr(ip_range) else None
+            if sub is None or sub.version != 4 or not sub.subnet_of(net):
+                raise errdefs.InvalidArgument(f"invalid ip-range {ip_range}: not a subnet of "
+                                              f"{net}")
+            rng = str(sub)
+        reserved = []
+        for name, addr in (aux or {}).items():
+            a = parse_address(addr, f"auxiliary address {name}")
+            if a not in net:
+                raise errdefs.InvalidArgument(f"no matching subnet for aux-address {addr}")
+            reserved.append(str(a))
+        return cls(subnet=str(net), gateway=str(gw), ip_range=rng, aux=reserved)
 
     @property
     def network(self) -> IPv4Net:
@@ -103,7 +127,8 @@ class Pool:
     def allocate(self, requested: str | None = None) -> str:
         """Hand out requested (400/409 when not possible) or the lowest free address."""
         net = self.network
-        reserved = {str(net.network_address), str(net.broadcast_address), self.gateway}
+        reserved = {str(net.network_address), str(net.broadcast_address), self.gateway,
+                    *self.aux}
         if requested:
             addr = parse_address(requested, "IPv4 address")
             if addr not in net:
@@ -114,7 +139,7 @@ class Pool:
                 raise errdefs.FailedPrecondition(f"Address already in use: {requested}")
             self.allocated.add(str(addr))
             return str(addr)
-        for host in net.hosts():
+        for host in (ipaddress.IPv4Network(self.ip_range) if self.ip_range else net).hosts():
             text = str(host)
             if text not in reserved and text not in self.allocated:
                 self.allocated.add(text)

@@ -175,3 +175,13 @@ def test_proxy_tcp_half_close_udp_and_conflict():
             utrans.close()
 
     asyncio.run(main())
+
+
+def test_ip_range_and_aux_addresses():
+    pool = ipam.Pool.create("10.30.0.0/24", None, "10.30.0.128/25", {"host": "10.30.0.129"})
+    assert pool.allocate() == "10.30.0.130"  # inside the range, the aux address skipped
+    assert pool.allocate("10.30.0.5") == "10.30.0.5"  # an asked-for address may lie outside
+    with pytest.raises(errdefs.InvalidArgument, match="ip-range"):
+        ipam.Pool.create("10.30.0.0/24", None, "10.31.0.0/25")
+    with pytest.raises(errdefs.InvalidArgument, match="aux-address"):
+        ipam.Pool.create("10.30.0.0/24", None, None, {"x": "10.99.0.1"})

@@ -302,3 +302,20 @@ def test_network_verbs_with_each_cli(bridged, cli):
     finally:
         st.docker("rm", "-f", ctr)
         st.docker("network", "rm", name)
+
+
+def test_ip_range_and_aux_address(bridged):
+    st = bridged[0]
+    name, subnet = f"dynet-{uid()}", free_subnet()
+    base = subnet.network_address
+    run(st, "network", "create", "--subnet", str(subnet), "--ip-range", f"{base + 128}/25",
+        "--aux-address", f"router={base + 129}", name)
+    try:
+        cfg = json.loads(run(st, "network", "inspect", name).stdout)[0]["IPAM"]["Config"][0]
+        assert cfg["IPRange"] == f"{base + 128}/25"
+        assert cfg["AuxiliaryAddresses"] == {"router": str(base + 129)}
+        out = run(st, "run", "--rm", "--network", name, st.image, "sh", "-c",
+                  "ip -o -4 addr show eth0").stdout.decode()
+        assert f"inet {base + 130}/24" in out
+    finally:
+        _drop_network(st, name)
