@@ -30,6 +30,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import re
 import secrets
 import time
 from collections.abc import Callable, Mapping
@@ -50,6 +51,7 @@ log = logging.getLogger(__name__)
 
 _PSEUDO = {"host": "host", "none": "null"}  # networks without a bridge
 _SHARED_MODES = ("host", "none")
+_MAC = re.compile(r"^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$")
 
 
 class StartError(errdefs.EngineError):
@@ -298,6 +300,8 @@ class NetworkController:
             except errdefs.NotFound:
                 continue  # looked up at start
             cfg = cfg or {}
+            if cfg.get("MacAddress") and not _MAC.match(cfg["MacAddress"]):
+                raise errdefs.InvalidArgument(f"invalid MAC address: {cfg['MacAddress']}")
             user_defined = net is not None and not net.default
             want_ip = (cfg.get("IPAMConfig") or {}).get("IPv4Address")
             if want_ip and not user_defined:
@@ -316,6 +320,9 @@ class NetworkController:
     def created(self, c: Container) -> None:
         """Remember the endpoints of a new container (primary network first)."""
         eps = self._endpoints_for(c.host_config, c.networking_config)
+        primary = next(iter(eps.values()), None)
+        if primary is not None and not primary.mac_request:
+            primary.mac_request = c.config.get("MacAddress") or ""  # API < 1.44 puts it here
         if eps:
             self.store.endpoints[c.id] = eps
             self._save(durable=True)
@@ -345,7 +352,8 @@ class NetworkController:
     def _endpoint(net: Network, cfg: dict[str, Any]) -> Endpoint:
         return Endpoint(network_id=net.id, endpoint_id=ids.new_id(),
                         aliases=list(cfg.get("Aliases") or []),
-                        ipv4_request=(cfg.get("IPAMConfig") or {}).get("IPv4Address") or "")
+                        ipv4_request=(cfg.get("IPAMConfig") or {}).get("IPv4Address") or "",
+                        mac_request=cfg.get("MacAddress") or "")
 
     # --- start / exit --------------------------------------------------------------------
 
@@ -407,7 +415,11 @@ class NetworkController:
                     primary: bool) -> None:
         net = self.store.networks[ep.network_id]
         ep.ip = net.pool.allocate(ep.ipv4_request or None)
-        ep.mac = ipam.mac_for(ep.ip)
+        ep.mac = ep.mac_request or ipam.mac_for(ep.ip)
+        if not _MAC.match(ep.mac):
+            net.pool.release(ep.ip)
+            ep.ip = ep.mac = ""
+            raise errdefs.InvalidArgument(f"invalid MAC address: {ep.mac_request}")
         ep.host_veth = "veth" + secrets.token_hex(4)[:7]
         ep.ifname = ifname
         try:

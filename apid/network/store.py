@@ -65,6 +65,7 @@ class Endpoint:
     endpoint_id: str
     aliases: list[str] = field(default_factory=list)
     ipv4_request: str = ""  # IPAMConfig.IPv4Address
+    mac_request: str = ""  # MacAddress (--mac-address)
     # while attached (the container runs):
     ip: str = ""
     mac: str = ""

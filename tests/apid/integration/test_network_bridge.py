@@ -362,3 +362,22 @@ def test_without_bip_a_free_private_range_is_picked(stack, tmp_path):
         if bridge in links():
             subprocess.run(["ip", "link", "del", bridge], capture_output=True)
             pytest.fail("the default bridge outlived its daemon")
+
+
+@pytest.mark.parametrize("cli", DOCKER_CLIS)
+def test_mac_address(bridged, cli):
+    st, _, _ = bridged
+    name = f"dy-{uuid.uuid4().hex[:8]}"
+    mac = "02:42:de:ad:be:ef"
+    out = run(st, "run", "--name", name, "--mac-address", mac, st.image, "sh", "-c",
+              "cat /sys/class/net/eth0/address", cli=cli).stdout.decode().strip()
+    try:
+        assert out == mac
+        assert inspect(st, name)["NetworkSettings"]["Networks"]["bridge"]["NetworkID"]
+    finally:
+        run(st, "rm", name)
+    with st.http() as client:  # the CLIs check the syntax themselves: the API directly
+        r = client.post("/containers/create", json={
+            "Image": st.image, "Cmd": ["true"], "NetworkingConfig": {"EndpointsConfig": {
+                "bridge": {"MacAddress": "zz:42"}}}})
+        assert r.status_code == 400 and "invalid MAC address" in r.json()["message"]
