@@ -53,14 +53,17 @@ def installed_launcher() -> str:
     return str(venv if venv.exists() else REPO / "bin" / "dockyard-shim")
 
 
-def call(argv: list[str]) -> float:
-    with open(os.devnull, "r+") as null:
-        start = time.perf_counter()
-        rc = subprocess.call(argv, stdin=null, stdout=null, stderr=null)
-        took = time.perf_counter() - start
-    if rc != 0:
-        raise SystemExit(f"{argv} failed with rc={rc}")
-    return took
+def call(argv: list[str]) -> tuple[float, float]:
+    """(wall, CPU) seconds of one runtime call; CPU is user+sys of the runtime and
+    of the children it reaped (not of a container init it leaves running)."""
+    start = time.perf_counter()
+    pid = os.posix_spawn(argv[0], argv, os.environ, file_actions=[
+        (os.POSIX_SPAWN_OPEN, fd, os.devnull, os.O_RDWR, 0) for fd in (0, 1, 2)])
+    _, status, usage = os.wait4(pid, 0)
+    took = time.perf_counter() - start
+    if status != 0:
+        raise SystemExit(f"{argv} failed with status {status}")
+    return took, usage.ru_utime + usage.ru_stime
 
 
 def reap_all() -> None:
@@ -78,21 +81,24 @@ class Runtime:
         self.name = name
         self.base = [binary, "--root", str(root)]
 
-    def run(self, bundle: Path) -> float:
+    def run(self, bundle: Path) -> tuple[float, float]:
         return call([*self.base, "run", "--bundle", str(bundle), f"b-{uuid.uuid4().hex[:8]}"])
 
-    def exec(self, cid: str) -> float:
+    def exec(self, cid: str) -> tuple[float, float]:
         return call([*self.base, "exec", cid, "/bin/true"])
 
-    def lifecycle(self, bundle: Path) -> tuple[float, float, float]:
-        """(create, start, delete) times of one container."""
+    def lifecycle(self, bundle: Path) -> tuple[tuple[float, float], ...]:
+        """(create, start, delete) (wall, CPU) times of one container."""
         cid = f"b-{uuid.uuid4().hex[:8]}"
         return (call([*self.base, "create", "--bundle", str(bundle), cid]),
                 call([*self.base, "start", cid]),
                 call([*self.base, "delete", "--force", cid]))
 
 
-def bench(runs: int, runc_path: str, pythons: list[str]) -> dict[str, dict[str, float]]:
+Results = dict[str, dict[str, tuple[float, float]]]  # op -> runtime -> (wall, CPU) ms
+
+
+def bench(runs: int, runc_path: str, pythons: list[str]) -> Results:
     tmp = Path(tempfile.mkdtemp(prefix="dy-bench-"))
     # state dirs on tmpfs, as /run is on normal hosts (not on these VMs)
     run_dir = Path(tempfile.mkdtemp(prefix="dy-bench-", dir="/dev/shm"))
@@ -112,7 +118,7 @@ def bench(runs: int, runc_path: str, pythons: list[str]) -> dict[str, dict[str, 
         for rt in runtimes:  # warm caches (page cache, pyc) before measuring
             rt.run(true_bundle)
             call([*rt.base, "run", "--detach", "--bundle", str(sleep_bundle), "sleeper"])
-        times: dict[str, dict[str, list[float]]] = {
+        times: dict[str, dict[str, list[tuple[float, float]]]] = {
             op: {rt.name: [] for rt in runtimes}
             for op in ("run", "exec", "create+start+delete", "- create", "- start", "- delete")}
         for i in range(runs):
@@ -123,14 +129,17 @@ def bench(runs: int, runc_path: str, pythons: list[str]) -> dict[str, dict[str, 
                 times["exec"][rt.name].append(rt.exec("sleeper"))
             for rt in order:
                 parts = rt.lifecycle(true_bundle)
-                times["create+start+delete"][rt.name].append(sum(parts))
+                times["create+start+delete"][rt.name].append(
+                    (sum(p[0] for p in parts), sum(p[1] for p in parts)))
                 for op, took in zip(("- create", "- start", "- delete"), parts, strict=True):
                     times[op][rt.name].append(took)
             reap_all()
         for rt in runtimes:
             call([*rt.base, "delete", "--force", "sleeper"])
         reap_all()
-        return {op: {name: statistics.median(v) * 1000 for name, v in per.items()}
+        return {op: {name: (statistics.median(w for w, _ in v) * 1000,
+                            statistics.median(c for _, c in v) * 1000)
+                     for name, v in per.items()}
                 for op, per in times.items()}
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -138,54 +147,61 @@ def bench(runs: int, runc_path: str, pythons: list[str]) -> dict[str, dict[str, 
 
 
 NOTES = """\
-Where the time goes (traces: `TRACEPARENT=00-<32 hex>-<16 hex>-01
-DOCKYARD_TRACE_DIR=/tmp/t dockyard-shim run ...`, `python -X importtime`,
-`strace -f -tt`):
+Where the time goes (`python -X importtime`, `strace -f -tt --seccomp-bpf`,
+cProfile, CPU time from wait4's rusage, marks at fork/join/ready; shared
+2-core VM):
 
-- The interpreter: `python -I -S -c pass` alone is 7-10 ms at rest and
-  14-17 ms on this shared box under load (Debian's static python3.11; pyenv's
-  shared-library build ~20-30 % slower), while a whole `runc state` is
-  3 ms at rest and 6-7 ms under the same load. So `start` and `delete`, which
-  do almost nothing (start: read state.json and /proc/<pid>/stat, open and
-  read the exec fifo, unlink it; delete: the same checks, one rmdir per
-  saved cgroup directory, remove the state dir), are ~2x runc's by
-  start-up alone, and `create+start+delete` pays it three times: that row
-  cannot reach 1.0 with CPython. `run` and `exec` pay it once and are at
-  0.99-1.3.
-- The shim's own imports on top of the interpreter (the `start`/`delete`
-  path, `-X importtime`, loaded box): `os` 2.1 ms (its `_collections_abc`
-  alone 1.2 ms; `-S` means nothing imported it before), resolving the
-  `dockyard`/`dockyard.shim` packages 0.7 ms, cli 1.0 ms (a 47 KB pyc),
-  `_json`+log 0.8 ms, container 1.2 ms, `__future__` 0.2 ms: ~5 ms,
-  i.e. `state` of a missing id is 19.4 ms against 14.3 ms for
-  `python -IS -c pass` (runc: 6.7 ms).
+- The interpreter is the floor. `python3.11 -IS -c pass` (Debian's static
+  build) costs 17 ms of CPU here (8 user + 9 sys, ~960 page faults): 13-15 ms
+  wall at rest, while a whole `runc state` is ~7 ms. `start` and `delete` now
+  run at that floor (shim/lean.py: `posix`, `_json`, no `os`, no package
+  imports, loaded by path from the launcher; `state` of a container costs
+  the same CPU as `-c pass`), so they stay ~1.3-1.6x runc's at rest: runc's
+  start and delete are one Go process of ~11 ms CPU. `create+start+delete`
+  pays the floor three times; it reached 1.13-1.17 (from 1.4-1.8) and cannot
+  reach 1.0 unless `create` beats runc's by the ~10 ms that start and delete
+  lose, i.e. runs at ~0.75x runc create with a 17 ms interpreter start in it.
+- Under CPU contention the ratios grow: wall time then follows CPU time,
+  and ours is higher (medians, load ~7, CPU ms shim/runc): create 39/23,
+  exec 37/30, run 50/40, start 16/11, delete 17/11. In create the Python
+  part above the floor is ~16 ms user (about half imports: ~25 modules,
+  ~330 KB of .pyc to unmarshal, 3 extension modules to dlopen: _json,
+  _ctypes, resource) and ~6 ms sys (fork of a ~15 MB process, its
+  copy-on-write faults, ten cgroup mkdirs). runc pays its start twice
+  (runc, runc init) but each is cheap.
+- The kernel: a cgroup.procs write after a quiet spell waits for an RCU
+  grace period (rcu_sync_enter on cgroup_threadgroup_rwsem: 8-30 ms here, up
+  to 90 ms under load; runc pays it on the same write; a writer within ~10 ms
+  of the last one skips it). shim/_warm.py spawns `/bin/echo 0 >` the shim's
+  own cgroup.procs (a no-op migration in a separate process) as soon as
+  lean.py sees create/run/exec, so the period passes while cli.py loads; the
+  container's own writes after the fork find the lock warm or the period
+  nearly over. It was a thread that had to be joined before every fork
+  (STYLE.md: no fork with threads), and when its write was still waiting the
+  fork waited too (17 ms in 2 of 3 strace'd creates): spawn instead of
+  thread gave exec -6 %, create and run -3 % (paired A/B, 50 runs), starting
+  it in lean.py another exec -3 %, create -2 %.
+- Overlap: the init unshares, mounts, makes devices, pivots and masks paths
+  while the parent makes and joins the cgroup and applies linux.resources;
+  an exec child does its whole setup meanwhile and waits only before
+  execve. Marks (ms after the shim's fork by its caller, load ~4.5): create
+  cli.py entered 24, verb 27, fork 36, cgroup joined 51, init ready 54,
+  state saved 54; exec: cli 25, verb 30, fork 34, joined 44, exec'd 46.
 - Imports: stdlib C modules only, no `json`/`re`/`enum`/`typing`/`ctypes`
   package (the C cores `_json` and `_ctypes` are used directly), verb code
   imported on demand; what only the forked child runs is imported just
   before fork (importing in the fresh child measured 10-15 % slower).
-  `delete` and `exec` work from the cgroup paths saved in state.json and
-  import no cgroup manager (-2 to -3 ms on delete); gc is off in the CLI
-  process (no measurable change, kept as harmless).
-- The launcher: scripts/install.sh writes the installed dockyard-shim as
-  `#!<venv>/bin/python3 -IS` + the checkout's src/ on sys.path: no /bin/sh
-  exec (0.5 ms) and no package search (listing site-packages, reading the
-  editable finder: 0.5-1.4 ms more per call).
-- The kernel: a cgroup.procs write after a quiet spell waits for an RCU
-  grace period (cgroup_threadgroup_rwsem; 5-25 ms on this loaded box, runc
-  pays it on the same write). The shim keeps that lock warm with no-op
-  self-migrations from a thread while it starts (shim/_warm.py, joined
-  before every fork; stop() now wakes it instead of waiting out its 2 ms
-  pause, ~1 ms less per stop), and overlaps the rest: the init unshares,
-  mounts, makes devices, pivots and masks paths while the parent creates
-  and joins the cgroup and applies linux.resources; an exec child does its
-  whole setup meanwhile and waits only before execve. What is left: the
-  join before fork still waits for the warm-up's first write when the grace
-  period outlasts the imports (median ~5 ms with a cold lock).
-- Interpreter finalization is skipped (os._exit after flushing).
+  Interpreter finalization is skipped (os._exit after flushing).
+- The launcher (shim/lean.py `launcher`, written by scripts/install.sh):
+  `#!<venv python> -IS`, lean.py by path, the checkout's src/ only when
+  lean.py hands over: no /bin/sh exec, no package search. The venv must be
+  built on Debian's static python3 (install.sh does): pyenv's shared-library
+  build, which /work/main/.venv still uses, is 20-30 % slower to start (the
+  `.venv` column).
 """
 
 
-def report(results: dict[str, dict[str, float]], runs: int, pythons: list[str]) -> str:
+def report(results: Results, runs: int, pythons: list[str]) -> str:
     load = os.getloadavg()[0]
     shims = ["shim:installed"] + [f"shim:{py}" for py in pythons]
     first = installed_launcher().replace(str(REPO), ".")
@@ -205,8 +221,15 @@ def report(results: dict[str, dict[str, float]], runs: int, pythons: list[str]) 
                  f"shim via {n} (ms) | ratio" for n in names) + " |",
              "| --- | --- |" + " --- | --- |" * len(names)]
     for op, per in results.items():
-        cells = [f"{per[s]:.1f} | {per[s] / per['runc']:.2f}" for s in shims]
-        lines.append(f"| {op} | {per['runc']:.1f} | " + " | ".join(cells) + " |")
+        cells = [f"{per[s][0]:.1f} | {per[s][0] / per['runc'][0]:.2f}" for s in shims]
+        lines.append(f"| {op} | {per['runc'][0]:.1f} | " + " | ".join(cells) + " |")
+    lines += ["", "CPU time of the same calls (median ms of user+sys, the runtime and the "
+              "children it reaped; under load wall time follows it):", "",
+              "| operation | runc | " + " | ".join(f"shim via {n} | ratio" for n in names) + " |",
+              "| --- | --- |" + " --- | --- |" * len(names)]
+    for op, per in results.items():
+        cells = [f"{per[s][1]:.1f} | {per[s][1] / per['runc'][1]:.2f}" for s in shims]
+        lines.append(f"| {op} | {per['runc'][1]:.1f} | " + " | ".join(cells) + " |")
     lines += ["", NOTES]
     return "\n".join(lines)
 
