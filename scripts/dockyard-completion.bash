@@ -11,10 +11,11 @@ _dockyard_host_args() {
   done
 }
 
-_dockyard_flags() {  # flags of one command, from its --help (cached)
-  local cmd=$1 var="_dockyard_flags_${1//-/_}"
+_dockyard_flags() {  # flags of one command ("network ls" too), from its --help (cached)
+  local cmd=$1 var="_dockyard_flags_${1//[- ]/_}"
   if [ -z "${!var:-}" ]; then
-    printf -v "$var" '%s' "$(dockyard "$cmd" --help 2>/dev/null \
+    # shellcheck disable=SC2086
+    printf -v "$var" '%s' "$(dockyard $cmd --help 2>/dev/null \
       | grep -oE -- '(^|[ ,])--?[a-zA-Z][-a-zA-Z]*' | tr -d ' ,' | sort -u | tr '\n' ' ')"
   fi
   printf '%s' "${!var}"
@@ -25,6 +26,11 @@ _dockyard_containers() {
   dockyard $(_dockyard_host_args) ps ${1:+-a} --format '{{.Names}}' 2>/dev/null
 }
 
+_dockyard_networks() {
+  # shellcheck disable=SC2046
+  dockyard $(_dockyard_host_args) network ls --format '{{.Name}}' 2>/dev/null
+}
+
 _dockyard_images() {
   # shellcheck disable=SC2046
   dockyard $(_dockyard_host_args) images --format '{{.Repository}}:{{.Tag}}' 2>/dev/null \
@@ -33,12 +39,13 @@ _dockyard_images() {
 
 _dockyard() {
   local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD-1]}
-  local cmd="" i sub=""
+  local cmd="" i sub="" nargs=0
   for ((i = 1; i < COMP_CWORD; i++)); do
     case "${COMP_WORDS[i]}" in
       -H|--host) ((i++)) ;;
       -*) ;;
-      *) if [ -z "$cmd" ]; then cmd=${COMP_WORDS[i]}; elif [ -z "$sub" ]; then sub=${COMP_WORDS[i]}; fi ;;
+      *) if [ -z "$cmd" ]; then cmd=${COMP_WORDS[i]}; elif [ -z "$sub" ]; then sub=${COMP_WORDS[i]}
+         else ((nargs++)); fi ;;
     esac
   done
   if [ -z "$cmd" ]; then
@@ -54,12 +61,14 @@ _dockyard() {
   case "$cmd" in
     container) case "$sub" in ""|ls|list) ;; *) cmd=$sub ;; esac ;;
     image) case "$sub" in rm|remove) cmd=rmi ;; ls|list) cmd=images ;; "") ;; *) cmd=$sub ;; esac ;;
+    network) case "$sub" in list) cmd="network ls" ;; remove) cmd="network rm" ;; "") ;; *) cmd="network $sub" ;; esac ;;
   esac
-  if [ "$cmd" = container ] || [ "$cmd" = image ] || [ "$cmd" = system ]; then
+  if [ "$cmd" = container ] || [ "$cmd" = image ] || [ "$cmd" = system ] || [ "$cmd" = network ]; then
     if [ -z "$sub" ]; then
       local subs
       case "$cmd" in
-        container) subs="ls run exec create start stop restart kill rm logs attach inspect top stats cp wait rename pause unpause update export commit" ;;
+        container) subs="ls run exec create start stop restart kill rm logs attach inspect top stats cp wait rename pause unpause update export commit port" ;;
+        network) subs="connect create disconnect inspect ls prune rm" ;;
         image) subs="ls pull push tag rm save load import history inspect" ;;
         system) subs="df prune info events" ;;
       esac
@@ -76,6 +85,14 @@ _dockyard() {
       mapfile -t COMPREPLY < <(compgen -f -- "$cur"); return ;;
     --restart) mapfile -t COMPREPLY < <(compgen -W "no always unless-stopped on-failure" -- "$cur"); return ;;
     --pull) mapfile -t COMPREPLY < <(compgen -W "always missing never" -- "$cur"); return ;;
+    --network|--net)
+      mapfile -t COMPREPLY < <(compgen -W "bridge host none container: $(_dockyard_networks)" -- "$cur"); return ;;
+    --ipc) mapfile -t COMPREPLY < <(compgen -W "none private shareable host container:" -- "$cur"); return ;;
+    --pid) mapfile -t COMPREPLY < <(compgen -W "host container:" -- "$cur"); return ;;
+    --uts) mapfile -t COMPREPLY < <(compgen -W "host" -- "$cur"); return ;;
+    --device) mapfile -t COMPREPLY < <(compgen -f -- "${cur:-/dev/}"); return ;;
+    -d|--driver) if [ "$cmd" = "network create" ]; then
+        mapfile -t COMPREPLY < <(compgen -W "bridge" -- "$cur"); return; fi ;;
     -s|--signal|--stop-signal)
       mapfile -t COMPREPLY < <(compgen -W "SIGTERM SIGKILL SIGINT SIGHUP SIGUSR1 SIGUSR2 SIGQUIT" -- "$cur"); return ;;
   esac
@@ -84,8 +101,16 @@ _dockyard() {
       mapfile -t COMPREPLY < <(compgen -W "$(_dockyard_images)" -- "$cur") ;;
     start|rm|inspect|logs|wait|rename|commit|export|cp)
       mapfile -t COMPREPLY < <(compgen -W "$(_dockyard_containers all)" -- "$cur") ;;
-    stop|restart|kill|exec|attach|top|stats|pause|unpause|update)
+    stop|restart|kill|exec|attach|top|stats|pause|unpause|update|port)
       mapfile -t COMPREPLY < <(compgen -W "$(_dockyard_containers)" -- "$cur") ;;
+    "network inspect"|"network rm")
+      mapfile -t COMPREPLY < <(compgen -W "$(_dockyard_networks)" -- "$cur") ;;
+    "network connect"|"network disconnect")
+      if [ "$nargs" -eq 0 ]; then
+        mapfile -t COMPREPLY < <(compgen -W "$(_dockyard_networks)" -- "$cur")
+      else
+        mapfile -t COMPREPLY < <(compgen -W "$(_dockyard_containers all)" -- "$cur")
+      fi ;;
   esac
 }
 
