@@ -136,7 +136,8 @@ class NetworkController:
         else:
             await self._setup_default(default)
         for net in self.store.networks.values():
-            await self.links.ensure_bridge(net.bridge, net.pool.gateway, net.pool.prefixlen)
+            if await self.links.ensure_bridge(net.bridge, net.pool.gateway, net.pool.prefixlen):
+                net.owns_bridge = True
         self.store.save()
         if self.store.networks:
             self.firewall.warn_if_missing()
@@ -165,6 +166,11 @@ class NetworkController:
         if current is not None:
             return
         bridge_idx = await self.links.index(self.bridge)
+        if not subnet and bridge_idx is not None:
+            # an existing bridge keeps the address it has (dockerd's -b without --bip)
+            for addr, plen in await self.links.addresses(self.bridge):
+                subnet, gw = str(ipam.parse_subnet(f"{addr}/{plen}")), addr
+                break
         if not subnet:
             used = await self._subnets_in_use(exclude_bridge=self.bridge)
             subnet = str(ipam.pick_subnet(used))
@@ -176,7 +182,8 @@ class NetworkController:
                                               "of this host")
         pool = ipam.Pool.create(subnet, gw or None)
         net = Network(id=ids.new_id(), name="bridge", bridge=self.bridge, pool=pool,
-                      created=time.time(), default=True, options={
+                      created=time.time(), default=True, owns_bridge=bridge_idx is None,
+                      options={
                           "com.docker.network.bridge.default_bridge": "true",
                           "com.docker.network.bridge.enable_icc": "true",
                           "com.docker.network.bridge.enable_ip_masquerade": "true",
@@ -215,7 +222,7 @@ class NetworkController:
         await self.firewall.teardown()
         for net in self.store.networks.values():
             with contextlib.suppress(errdefs.EngineError):
-                if not await self.links.has_ports(net.bridge):
+                if net.owns_bridge and not await self.links.has_ports(net.bridge):
                     await self.links.delete(net.bridge)
         self.links.close()
 
@@ -742,6 +749,9 @@ class NetworkController:
                           labels=dict(body.get("Labels") or {}), options=opts,
                           ipam_config=[{k: v for k, v in cfg.items() if v}] if cfg else [])
             if self.enabled:
+                if await self.links.index(net.bridge) is not None:
+                    raise errdefs.PermissionDenied(f"bridge name {bridge} is already in use "
+                                                   "by a device of this host")
                 try:
                     await self.links.ensure_bridge(net.bridge, pool.gateway, pool.prefixlen)
                 except BaseException:
@@ -774,7 +784,8 @@ class NetworkController:
             del self.store.networks[net.id]
             self._save(durable=True)
             if self.enabled:
-                await self.links.delete(net.bridge)
+                if net.owns_bridge:
+                    await self.links.delete(net.bridge)
                 await self._apply_firewall()
         self._event("destroy", net)
 

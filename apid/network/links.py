@@ -71,11 +71,20 @@ class Links:
             raise
         return msgs[0]["index"]
 
-    async def ensure_bridge(self, name: str, gateway: str | None, prefixlen: int) -> None:
-        """The bridge `name` exists, carries gateway/prefixlen (if any) and is up."""
+    async def ensure_bridge(self, name: str, gateway: str | None, prefixlen: int) -> bool:
+        """The bridge `name` exists, carries gateway/prefixlen (if any) and is up.
+
+        Returns whether it was created now. A device of that name that is not a bridge
+        (eth0...) is refused untouched."""
         async with self._lock:
             ipr = await self._h()
             idx = await self.index(name)
+            created = idx is None
+            if idx is not None:
+                msg = (await ipr.link("get", index=idx))[0]
+                if msg.get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND") != "bridge":
+                    raise errdefs.InvalidArgument(f"{name} exists and is not a bridge: "
+                                                  "refusing to use it")
             if idx is None:
                 try:
                     await ipr.link("add", ifname=name, kind="bridge")
@@ -89,6 +98,16 @@ class Links:
                 if gateway not in have:
                     await ipr.addr("add", index=idx, address=gateway, prefixlen=prefixlen)
             await ipr.link("set", index=idx, state="up")
+            return created
+
+    async def addresses(self, name: str) -> list[tuple[str, int]]:
+        """IPv4 (address, prefixlen) of a device (none when it is absent)."""
+        idx = await self.index(name)
+        if idx is None:
+            return []
+        ipr = await self._h()
+        return [(m.get("address"), m["prefixlen"]) async for m in
+                await ipr.addr("dump", index=idx) if m["family"] == socket.AF_INET]
 
     async def delete(self, name: str) -> None:
         """Delete a link (bridge, or veth with its peer); absent is fine."""

@@ -45,6 +45,7 @@ class Network:
     options: dict[str, str] = field(default_factory=dict)
     default: bool = False  # the daemon's `bridge` network (--bridge)
     ipam_config: list[dict[str, str]] = field(default_factory=list)  # as the client sent it
+    owns_bridge: bool = True  # apid created the device: it deletes it when unused
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)

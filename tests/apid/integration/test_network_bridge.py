@@ -381,3 +381,28 @@ def test_mac_address(bridged, cli):
             "Image": st.image, "Cmd": ["true"], "NetworkingConfig": {"EndpointsConfig": {
                 "bridge": {"MacAddress": "zz:42"}}}})
         assert r.status_code == 400 and "invalid MAC address" in r.json()["message"]
+
+
+def test_host_devices_that_are_not_bridges_are_refused(bridged, stack, tmp_path):
+    """--bridge or a network's bridge name naming a non-bridge device: refused, and the
+    device keeps its state (no address added, not deleted)."""
+    st, _, _ = bridged
+    dummy = "dy" + uuid.uuid4().hex[:8]
+    # a veth pair stands for a host device (no dummy module here)
+    subprocess.run(["ip", "link", "add", dummy, "type", "veth", "peer", "name", dummy + "p"],
+                   check=True)
+    try:
+        r = st.docker("network", "create", "-o", f"com.docker.network.bridge.name={dummy}",
+                      "--subnet", str(free_subnet()), f"dynet-{uuid.uuid4().hex[:6]}")
+        assert r.returncode == 1 and b"already in use" in r.stderr
+        (tmp_path / "docker-config").mkdir()
+        apid = BridgedApid(tmp_path, stack.managerd.address, {
+            "DOCKYARD_BRIDGE": dummy, "DOCKYARD_NAMESPACE": "dynet" + uuid.uuid4().hex[:6]})
+        with pytest.raises(RuntimeError, match="is not a bridge"):
+            apid.start(timeout=15)
+        apid.stop()
+        out = subprocess.run(["ip", "-o", "addr", "show", dummy], capture_output=True,
+                             text=True).stdout
+        assert "inet " not in out and dummy in links()
+    finally:
+        subprocess.run(["ip", "link", "del", dummy], capture_output=True)
