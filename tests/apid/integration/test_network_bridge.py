@@ -193,11 +193,17 @@ def test_two_containers_talk_over_the_bridge(bridged):
         "mkdir /www && echo hello-bridge > /www/index.html && httpd -f -p 8080 -h /www")
     try:
         ip = inspect(st, server)["NetworkSettings"]["IPAddress"]
-        out = run(st, "run", "--rm", st.image, "wget", "-q", "-O", "-",
-                  f"http://{ip}:8080/").stdout
+        out = run(st, "run", "--rm", st.image, "sh", "-c", fetch(f"http://{ip}:8080/")).stdout
         assert out == b"hello-bridge\n"
     finally:
         run(st, "rm", "-f", server)
+
+
+def fetch(url: str) -> str:
+    """A shell line that wgets url, retrying while the server starts (busybox wget's own
+    -T crashes the static build)."""
+    return (f"for i in 1 2 3 4 5 6 7 8 9 10; do wget -q -O - {url} && exit 0; sleep 0.3; "
+            "done; exit 1")
 
 
 def _get(port: int, path: str = "/") -> bytes:

@@ -22,6 +22,7 @@ from test_network_bridge import (
     HTTPD,
     _free_port,
     _get,
+    fetch,
     free_subnet,
     inspect,
     links,
@@ -100,8 +101,8 @@ def test_members_resolve_each_other_and_talk(bridged, net):
         st.image, "sh", "-c",
         "mkdir /www && echo hello-user-net > /www/index.html && httpd -f -p 8080 -h /www")
     for host in (server, "web"):
-        out = run(st, "run", "--rm", "--network", name, st.image, "wget", "-q", "-O", "-",
-                  f"http://{host}:8080/").stdout
+        out = run(st, "run", "--rm", "--network", name, st.image, "sh", "-c",
+                  fetch(f"http://{host}:8080/")).stdout
         assert out == b"hello-user-net\n"
     # the server learns of a client that starts after it (its /etc/hosts is rewritten)
     client = f"dy-{uid()}"
