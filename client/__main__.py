@@ -109,13 +109,17 @@ def main(argv: list[str] | None = None, *, transport: Any = None,
         return 0
     verb = args.pop(0)
     if verb == "help":
-        if args and args[0] in COMMANDS:
+        if args and args[0] in NOUNS:  # `help network` = `network --help`
+            verb, args = args[0], ["--help"] + args[1:2]
+        elif args and args[0] in COMMANDS:
             verb, args = args[0], ["--help"]
         else:
             _print_help(out)
             return 0
     if verb in NOUNS:
         table = NOUNS[verb]
+        if len(args) == 2 and args[0] == "--help" and args[1] in table:  # help network ls
+            args = [args[1], "--help"]
         if not args or args[0] in ("-h", "--help"):
             err_out = out if args else err
             err_out.write(f"Usage:  dockyard {verb} COMMAND\n\nCommands:\n")

@@ -414,21 +414,47 @@ def update(ctx: Context, ns: argparse.Namespace) -> int:
 # --- observation -----------------------------------------------------------------------------
 
 
+def _join_host_port(host: str, port: str) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def _ports(ports: list[dict] | None) -> str:
-    out = []
-    for p in ports or []:
-        private = f"{p.get('PrivatePort')}/{p.get('Type', 'tcp')}"
-        if p.get("PublicPort"):
-            ip = p.get("IP") or "0.0.0.0"
-            ip = f"[{ip}]" if ":" in ip else ip
-            out.append(f"{ip}:{p['PublicPort']}->{private}")
+    """ps's PORTS column as docker's DisplayablePorts: sorted, runs of consecutive ports
+    grouped ("0.0.0.0:8000-8002->8000-8002/tcp", "90-91/tcp"), remapped ports one by one."""
+    def order(p: dict) -> tuple:
+        return (p.get("PrivatePort") or 0, p.get("IP") or "", p.get("PublicPort") or 0,
+                p.get("Type") or "")
+
+    groups: dict[str, list[int]] = {}  # key -> [first, last], in creation order
+    result: list[str] = []
+    mappings: list[str] = []
+
+    def form(key: str, first: int, last: int) -> str:
+        ip, _, kind = key.rpartition("/")
+        group = str(first) if first == last else f"{first}-{last}"
+        if ip:
+            group = f"{_join_host_port(ip, group)}->{group}"
+        return f"{group}/{kind}"
+
+    for p in sorted(ports or [], key=order):
+        current = p.get("PrivatePort") or 0
+        key = p.get("Type") or "tcp"
+        if p.get("IP"):
+            if p.get("PublicPort") != current:
+                mappings.append(f"{_join_host_port(p['IP'], str(p.get('PublicPort') or 0))}"
+                                f"->{current}/{key}")
+                continue
+            key = f"{p['IP']}/{key}"
+        group = groups.get(key)
+        if group is None:
+            groups[key] = [current, current]
+        elif current == group[1] + 1:
+            group[1] = current
         else:
-            out.append(private)
-    seen: list[str] = []
-    for item in out:
-        if item not in seen:
-            seen.append(item)
-    return ", ".join(seen)
+            result.append(form(key, *group))
+            groups[key] = [current, current]  # keeps the key's place, as in docker
+    result += [form(k, *g) for k, g in groups.items()]
+    return ", ".join(result + mappings)
 
 
 def ps_row(c: dict, trunc: bool, now: float | None = None) -> dict[str, Any]:

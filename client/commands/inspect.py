@@ -1,7 +1,9 @@
-"""`inspect`: low-level JSON of containers and images (`--type`, `-f` templates, `-s`).
+"""`inspect`: low-level JSON of containers, images, networks and volumes (`--type`, `-f`
+templates, `-s`).
 
-Owns: looking a name up as a container and then as an image, docker's
-4-space JSON array output, and per-object template rendering.
+Owns: looking a name up as a container, an image, a network, then a volume
+(docker's order), docker's 4-space JSON array output, and per-object template
+rendering.
 """
 
 from __future__ import annotations
@@ -31,6 +33,13 @@ def _lookup(ctx: Context, name: str, kind: str | None, size: bool) -> Any:
         except api.APIError as e:
             if e.status != 404 or kind == "image":
                 raise
+    for what, path in (("network", f"/networks/{q(name)}"), ("volume", f"/volumes/{q(name)}")):
+        if kind in (None, what):
+            try:
+                return ctx.client.get(path)
+            except api.APIError as e:
+                if e.status != 404 or kind == what:
+                    raise
     raise api.APIError(404, f"No such object: {name}")
 
 
@@ -71,6 +80,6 @@ def register(subparsers: Any) -> None:
     p.add_argument("-f", "--format", help="Format output using a custom template")
     p.add_argument("-s", "--size", action="store_true",
                    help="Display total file sizes if the type is container")
-    p.add_argument("--type", choices=["container", "image"],
+    p.add_argument("--type", choices=["container", "image", "network", "volume"],
                    help="Return JSON for specified type")
     p.add_argument("names", nargs="+", metavar="NAME|ID")

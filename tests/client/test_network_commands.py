@@ -175,3 +175,42 @@ def test_port_errors_as_docker():
     code, out, _ = run(Router({"GET /containers/c/json": (200, {"NetworkSettings": {}})}),
                        "port", "c")
     assert (code, out) == (0, "")
+
+
+def test_ps_ports_column_groups_ranges_as_docker():
+    # the Ports of four containers and docker CLI 28's PORTS column for each
+    cases = [
+        ([{"IP": "0.0.0.0", "PrivatePort": 80, "PublicPort": 8080, "Type": "tcp"},
+          {"IP": "::", "PrivatePort": 80, "PublicPort": 8080, "Type": "tcp"}],
+         "0.0.0.0:8080->80/tcp, [::]:8080->80/tcp"),
+        ([{"IP": "0.0.0.0", "PrivatePort": p, "PublicPort": p, "Type": "tcp"}
+          for p in (8000, 8001, 8002, 8005)]
+         + [{"PrivatePort": p, "Type": "tcp"} for p in (90, 91, 93)]
+         + [{"PrivatePort": 53, "Type": "udp"}],
+         "90-91/tcp, 0.0.0.0:8000-8002->8000-8002/tcp, 53/udp, 93/tcp, "
+         "0.0.0.0:8005->8005/tcp"),
+        ([{"IP": "127.0.0.1", "PrivatePort": 82, "PublicPort": 9002, "Type": "tcp"},
+          {"IP": "127.0.0.1", "PrivatePort": 80, "PublicPort": 9000, "Type": "tcp"},
+          {"IP": "127.0.0.1", "PrivatePort": 81, "PublicPort": 81, "Type": "udp"},
+          {"PrivatePort": 81, "Type": "tcp"}],
+         "81/tcp, 127.0.0.1:81->81/udp, 127.0.0.1:9000->80/tcp, 127.0.0.1:9002->82/tcp"),
+        ([], ""),
+    ]
+    items = [{"Id": f"{i}" * 64, "Names": [f"/c{i}"], "Image": "busybox", "Command": "x",
+              "Created": 0, "State": "running", "Status": "Up", "Ports": ports}
+             for i, (ports, _) in enumerate(cases)]
+    router = Router({"GET /containers/json": (200, items)})
+    code, out, _ = run(router, "ps", "--format", "{{.Names}}|{{.Ports}}")
+    assert code == 0
+    assert out.splitlines() == [f"c{i}|{want}" for i, (_, want) in enumerate(cases)]
+
+
+def test_inspect_finds_networks_and_volumes_after_containers_and_images():
+    router = Router({"GET /networks/zeta": (200, NETS[0]),
+                     "GET /volumes/vol": (200, {"Name": "vol", "Driver": "local"})})
+    code, out, _ = run(router, "inspect", "-f", "{{.Name}}", "zeta", "vol")
+    assert (code, out) == (0, "zeta\nvol\n")
+    assert router.keys()[:4] == ["GET /containers/zeta/json", "GET /images/zeta/json",
+                                 "GET /networks/zeta", "GET /containers/vol/json"]
+    code, out, err = run(router, "inspect", "--type", "network", "nope")
+    assert code == 1 and "page not found" in err
