@@ -131,8 +131,8 @@ class NetworkController:
             return
         default = self.default_network()
         if self.bridge is None:
-            if default is not None and not self._members(default.id):
-                del self.store.networks[default.id]
+            if default is not None and not self.attached(default.id):
+                self._drop_network(default.id)
         else:
             await self._setup_default(default)
         for net in self.store.networks.values():
@@ -157,11 +157,11 @@ class NetworkController:
             subnet, gw = "", ""
         if current is not None and (current.bridge != self.bridge or subnet != current.pool.subnet
                                     or gw != current.pool.gateway):
-            if self._members(current.id):
+            if self.attached(current.id):
                 raise errdefs.FailedPrecondition(
                     f"the default bridge changed ({current.bridge} {current.pool.subnet} -> "
                     f"{self.bridge} {subnet}) while containers are attached to it")
-            del self.store.networks[current.id]
+            self._drop_network(current.id)
             current = None
         if current is not None:
             return
@@ -252,9 +252,12 @@ class NetworkController:
         net = self.default_network()
         return net.pool.gateway if net is not None else None
 
-    def _members(self, network_id: str) -> list[str]:
-        """Containers configured on the network (running or not)."""
-        return [cid for cid, eps in self.store.endpoints.items() if network_id in eps]
+    def _drop_network(self, network_id: str) -> None:
+        """Forget a network and the stopped containers' endpoints on it (their next start
+        looks their network up again)."""
+        for eps in self.store.endpoints.values():
+            eps.pop(network_id, None)
+        self.store.networks.pop(network_id, None)
 
     def attached(self, network_id: str) -> list[str]:
         """Containers with a live endpoint on the network (dockerd's active endpoints)."""
@@ -779,9 +782,7 @@ class NetworkController:
                 raise errdefs.FailedPrecondition(
                     f"error while removing network: network {net.name} id {net.id} has active "
                     "endpoints")
-            for eps in self.store.endpoints.values():
-                eps.pop(net.id, None)  # stopped members: their start reports it missing
-            del self.store.networks[net.id]
+            self._drop_network(net.id)  # stopped members: their start reports it missing
             self._save(durable=True)
             if self.enabled:
                 if net.owns_bridge:
