@@ -10,6 +10,7 @@ route, /etc/hosts, inspect's NetworkSettings, container-to-container traffic,
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import json
 import os
@@ -119,9 +120,18 @@ def bridged(stack, tmp_path_factory):
                     client.delete(f"/networks/{n['Id']}")
         apid.stop()
         # the daemon's stop removed its bridge and chains; never leave them on a failure
-        if bridge in links():
+        leftover = bridge in links()
+        if leftover:
             subprocess.run(["ip", "link", "del", bridge], capture_output=True)
-        assert bridge not in links(), "the default bridge outlived its daemon"
+        tag = hashlib.sha256(os.path.abspath(apid.exec_root).encode()).hexdigest()[:8]
+        chains = [line for line in iptables_chains().splitlines() if tag in line]
+        for table in ("nat", "filter"):  # only ever this daemon's own rules
+            for line in chains:
+                if line.startswith("-A ") and ("POSTROUTING" in line or "FORWARD" in line):
+                    subprocess.run(["iptables", "-w", "-t", table, "-D", *line.split()[1:]],
+                                   capture_output=True)
+        assert not leftover, "the default bridge outlived its daemon"
+        assert not chains, f"iptables rules outlived their daemon: {chains}"
 
 
 def run(st: Stack, *args: str, cli: str | None = None, timeout: float = 60
@@ -412,3 +422,19 @@ def test_host_devices_that_are_not_bridges_are_refused(bridged, stack, tmp_path)
         assert "inet " not in out and dummy in links()
     finally:
         subprocess.run(["ip", "link", "del", dummy], capture_output=True)
+
+
+def test_container_mode_shares_a_bridged_namespace(bridged):
+    st, _, subnet = bridged
+    name = f"dy-{uuid.uuid4().hex[:8]}"
+    run(st, "run", "-d", "--name", name, st.image, "sleep", "60")
+    try:
+        ip = inspect(st, name)["NetworkSettings"]["IPAddress"]
+        out = run(st, "run", "--rm", "--network", f"container:{name}", st.image, "sh", "-c",
+                  "ip -o -4 addr show eth0").stdout.decode()
+        assert f"inet {ip}/24" in out
+        r = st.docker("run", "--rm", "--network", f"container:{name}", "-p", "80", st.image,
+                      "true")
+        assert r.returncode == 125 and b"conflicting options" in r.stderr
+    finally:
+        run(st, "rm", "-f", name)
