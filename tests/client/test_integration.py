@@ -106,3 +106,14 @@ def test_version_reports_client_and_server(engine):
     r = engine.cli("version", "--format", "{{.Server.Version}}")
     assert r.returncode == 0 and r.stdout.strip()
     assert os.path.exists(engine.host[len("unix://"):])
+
+
+def test_publish_without_a_bridge_shows_the_daemons_error(engine):
+    # this engine runs apid with --bridge none (lo-only namespaces): apid refuses -p, and
+    # the CLI shows its message as docker shows a daemon's refusal (exit 125)
+    r = engine.cli("run", "--rm", "-p", "8080:80", "busybox", "true")
+    assert r.returncode == 125
+    assert r.stderr.startswith("dockyard: Error response from daemon: port publishing")
+    assert "needs bridge networking" in r.stderr
+    out = engine.cli("network", "ls", "--format", "{{.Name}} {{.Driver}}").stdout.split("\n")
+    assert {"bridge bridge", "host host", "none null"} <= set(out)

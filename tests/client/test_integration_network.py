@@ -134,6 +134,12 @@ def test_network_create_ls_inspect_rm(bridged):
                            "exists\n"
         r = eng.cli("network", "create", "--subnet", str(subnet), f"dynet-{uid()}")
         assert r.returncode == 1 and "Pool overlaps with other one" in r.stderr
+        # what apid does not do, it says so; the CLI shows its words
+        r = eng.cli("network", "create", "-d", "overlay", f"dynet-{uid()}")
+        assert r.returncode == 1 and r.stderr.startswith("Error response from daemon: ")
+        assert "overlay" in r.stderr
+        r = eng.cli("network", "create", "--ipv6", f"dynet-{uid()}")
+        assert r.returncode == 1 and "IPv6" in r.stderr
     finally:
         r = eng.cli("network", "rm", name, "dynet-nosuch")
     assert r.stdout == f"{name}\n" and r.returncode == 1
@@ -174,6 +180,10 @@ def test_run_on_a_user_network_with_alias_and_ip(bridged, net):
     # a container on the default bridge does not
     r = eng.cli("run", "--rm", "busybox", "ping", "-c", "1", "-W", "1", "store")
     assert r.returncode != 0
+    # a fixed address on the default bridge: apid's refusal, as dockerd words it
+    r = eng.cli("run", "--rm", "--ip", str(subnet.network_address + 78), "busybox", "true")
+    assert r.returncode == 125 and "user specified IP address is supported on user " \
+        "defined networks only" in r.stderr
     # an alias on the default network is refused by the CLI, as docker does
     r = eng.cli("run", "--rm", "--network-alias", "x", "busybox", "true")
     assert r.returncode == 125
