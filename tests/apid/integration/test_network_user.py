@@ -320,3 +320,25 @@ def test_ip_range_and_aux_address(bridged):
         assert f"inet {base + 130}/24" in out
     finally:
         _drop_network(st, name)
+
+
+def test_parallel_starts_get_distinct_addresses_and_full_hosts(bridged, net):
+    """8 containers started at once on one network: 8 addresses, and every member's
+    /etc/hosts names every other member."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    st = bridged[0]
+    name, subnet = net
+    names = [f"dy-{uid()}" for _ in range(8)]
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda n: st.docker("run", "-d", "--name", n, "--network",
+                                                    name, st.image, "sleep", "120"), names))
+    assert all(r.returncode == 0 for r in results), [r.stderr for r in results]
+    ips = {n: inspect(st, n)["NetworkSettings"]["Networks"][name]["IPAddress"] for n in names}
+    assert len(set(ips.values())) == 8
+    for n in names:
+        hosts = run(st, "exec", n, "cat", "/etc/hosts").stdout.decode()
+        for other in names:
+            if other != n:
+                assert f"{ips[other]}\t{other}" in hosts, (n, hosts)
+    run(st, "rm", "-f", *names)
