@@ -1128,6 +1128,7 @@ class Daemon:
         self.names.rename(c.id, old, full)
         c.name = full
         await self.save(c)
+        self.network.renamed(c)  # fellow network members' /etc/hosts name it anew
         self.emit(c, "rename", oldName=old)
 
     async def pause(self, ref: str) -> None:

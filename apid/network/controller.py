@@ -692,6 +692,12 @@ class NetworkController:
         self._refresh_peers_of(net.id)
         self._event("disconnect", net, c)
 
+    def renamed(self, c: Container) -> None:
+        """After `docker rename`: the members of c's user-defined networks see the new
+        name in their /etc/hosts."""
+        if any(ep.ip for ep in (self.store.endpoints.get(c.id) or {}).values()):
+            self._refresh_peers(c)
+
     def _refresh_peers_of(self, network_id: str) -> None:
         net = self.store.networks.get(network_id)
         if net is None or net.default:

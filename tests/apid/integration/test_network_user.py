@@ -110,9 +110,13 @@ def test_members_resolve_each_other_and_talk(bridged, net):
     hosts = run(st, "exec", server, "cat", "/etc/hosts").stdout.decode()
     cip = inspect(st, client)["NetworkSettings"]["Networks"][name]["IPAddress"]
     assert f"{cip}\t{client}" in hosts
-    run(st, "rm", "-f", client)
+    renamed = f"dy-{uid()}"
+    run(st, "rename", client, renamed)
     hosts = run(st, "exec", server, "cat", "/etc/hosts").stdout.decode()
-    assert client not in hosts
+    assert f"{cip}\t{renamed}" in hosts and f"\t{client} " not in hosts
+    run(st, "rm", "-f", renamed)
+    hosts = run(st, "exec", server, "cat", "/etc/hosts").stdout.decode()
+    assert renamed not in hosts
     net_info = json.loads(run(st, "network", "inspect", name).stdout)[0]
     sid = inspect(st, server)["Id"]
     assert net_info["Containers"][sid]["Name"] == server
