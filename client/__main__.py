@@ -39,6 +39,7 @@ Management Commands:
   image       Manage images
   network     Manage networks
   system      Manage dockyard
+  volume      Manage volumes
 
 Commands:
 """

@@ -31,6 +31,11 @@ _dockyard_networks() {
   dockyard $(_dockyard_host_args) network ls --format '{{.Name}}' 2>/dev/null
 }
 
+_dockyard_volumes() {
+  # shellcheck disable=SC2046
+  dockyard $(_dockyard_host_args) volume ls -q 2>/dev/null
+}
+
 _dockyard_images() {
   # shellcheck disable=SC2046
   dockyard $(_dockyard_host_args) images --format '{{.Repository}}:{{.Tag}}' 2>/dev/null \
@@ -61,14 +66,15 @@ _dockyard() {
   case "$cmd" in
     container) case "$sub" in ""|ls|list) ;; *) cmd=$sub ;; esac ;;
     image) case "$sub" in rm|remove) cmd=rmi ;; ls|list) cmd=images ;; "") ;; *) cmd=$sub ;; esac ;;
-    network) case "$sub" in list) cmd="network ls" ;; remove) cmd="network rm" ;; "") ;; *) cmd="network $sub" ;; esac ;;
+    network|volume) case "$sub" in list) cmd="$cmd ls" ;; remove) cmd="$cmd rm" ;; "") ;; *) cmd="$cmd $sub" ;; esac ;;
   esac
-  if [ "$cmd" = container ] || [ "$cmd" = image ] || [ "$cmd" = system ] || [ "$cmd" = network ]; then
+  if [ "$cmd" = container ] || [ "$cmd" = image ] || [ "$cmd" = system ] || [ "$cmd" = network ] || [ "$cmd" = volume ]; then
     if [ -z "$sub" ]; then
       local subs
       case "$cmd" in
         container) subs="ls run exec create start stop restart kill rm logs attach inspect top stats cp wait rename pause unpause update export commit port" ;;
         network) subs="connect create disconnect inspect ls prune rm" ;;
+        volume) subs="create inspect ls prune rm" ;;
         image) subs="ls pull push tag rm save load import history inspect" ;;
         system) subs="df prune info events" ;;
       esac
@@ -105,6 +111,8 @@ _dockyard() {
       mapfile -t COMPREPLY < <(compgen -W "$(_dockyard_containers)" -- "$cur") ;;
     "network inspect"|"network rm")
       mapfile -t COMPREPLY < <(compgen -W "$(_dockyard_networks)" -- "$cur") ;;
+    "volume inspect"|"volume rm")
+      mapfile -t COMPREPLY < <(compgen -W "$(_dockyard_volumes)" -- "$cur") ;;
     "network connect"|"network disconnect")
       if [ "$nargs" -eq 0 ]; then
         mapfile -t COMPREPLY < <(compgen -W "$(_dockyard_networks)" -- "$cur")

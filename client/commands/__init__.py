@@ -58,6 +58,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "network ls": ("network", "List networks"),
     "network prune": ("network", "Remove all unused networks"),
     "network rm": ("network", "Remove one or more networks"),
+    "volume create": ("volume", "Create a volume"),
+    "volume inspect": ("volume", "Display detailed information on one or more volumes"),
+    "volume ls": ("volume", "List volumes"),
+    "volume prune": ("volume", "Remove unused local volumes"),
+    "volume rm": ("volume", "Remove one or more volumes"),
     "version": ("system", "Show the dockyard version information"),
     "login": ("system", "Log in to a registry"),
     "logout": ("system", "Log out from a registry"),
@@ -76,6 +81,8 @@ NOUNS: dict[str, dict[str, str]] = {
     "network": {"list": "network ls", "remove": "network rm",
                 **{v: f"network {v}" for v in ("connect", "create", "disconnect", "inspect",
                                                "ls", "prune", "rm")}},
+    "volume": {"list": "volume ls", "remove": "volume rm",
+               **{v: f"volume {v}" for v in ("create", "inspect", "ls", "prune", "rm")}},
 }
 
 ALIASES: dict[str, str] = {}

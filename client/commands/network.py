@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 
 from dockyard.client import api, output
@@ -20,7 +21,7 @@ from dockyard.client.api import q
 from dockyard.client.commands.container import parse_filters
 from dockyard.client.context import CLIError, Context, add_verb
 
-__all__ = ["register", "natural_key", "created_at"]
+__all__ = ["register", "natural_key", "created_at", "inspect_objects"]
 
 NET_HEADERS = {"ID": "NETWORK ID", "Name": "NAME", "Driver": "DRIVER", "Scope": "SCOPE",
                "IPv4": "IPV4", "IPv6": "IPV6", "Internal": "INTERNAL", "Labels": "LABELS",
@@ -185,19 +186,21 @@ def network_ls(ctx: Context, ns: argparse.Namespace) -> int:
     return 0
 
 
-def network_inspect(ctx: Context, ns: argparse.Namespace) -> int:
+def inspect_objects(ctx: Context, names: list[str], fmt: str | None,
+                    get: Callable[[str], Any]) -> int:
+    """docker's inspect loop: the objects as a 4-space JSON array (or each through -f),
+    then one "Error response from daemon" line per name that failed; 1 if any did."""
     tmpl = None
-    if ns.format and ns.format != "json":
+    if fmt and fmt != "json":
         try:
-            tmpl = output.Template(ns.format.replace("\\t", "\t").replace("\\n", "\n"))
+            tmpl = output.Template(fmt.replace("\\t", "\t").replace("\\n", "\n"))
         except output.TemplateError as e:
             raise CLIError(f"dockyard: template parsing error: {e}", 125) from e
     found: list[Any] = []
     errors: list[str] = []
-    for name in ns.networks:
+    for name in names:
         try:
-            obj = ctx.client.get(f"/networks/{q(name)}",
-                                 params={"verbose": "true" if ns.verbose else None})
+            obj = get(name)
         except api.APIError as e:
             errors.append(f"Error response from daemon: {e.message}\n")  # after the output
             continue
@@ -206,16 +209,22 @@ def network_inspect(ctx: Context, ns: argparse.Namespace) -> int:
                 ctx.out.write(tmpl.render(obj) + "\n")
             except output.TemplateError as e:
                 raise CLIError(f"dockyard: template: {e}", 1) from e
-        elif ns.format == "json":
+        elif fmt == "json":
             ctx.out.write(json.dumps(obj) + "\n")
         else:
             found.append(obj)
-    if tmpl is None and ns.format != "json":
+    if tmpl is None and fmt != "json":
         ctx.out.write(json.dumps(found, indent=4, ensure_ascii=False) + "\n")
     ctx.out.flush()
     for line in errors:
         ctx.err.write(line)
     return 1 if errors else 0
+
+
+def network_inspect(ctx: Context, ns: argparse.Namespace) -> int:
+    params = {"verbose": "true" if ns.verbose else None}
+    return inspect_objects(ctx, ns.networks, ns.format,
+                           lambda name: ctx.client.get(f"/networks/{q(name)}", params=params))
 
 
 def network_rm(ctx: Context, ns: argparse.Namespace) -> int:

@@ -29,6 +29,7 @@ def shell_env(tmp_path_factory):
 case "$*" in
   *"network ls --format"*) printf 'dynet-a\\ndynet-b\\n'; exit 0 ;;
   *"ps"*"--format"*) printf 'dy-web\\n'; exit 0 ;;
+  *"volume ls -q"*) printf 'dy-vol\\n'; exit 0 ;;
 esac
 exec {sys.executable} -m dockyard.client "$@"
 """)
@@ -82,3 +83,11 @@ def test_network_and_container_names(shell_env):
     assert complete(shell_env, "dockyard network connect ") == ["dynet-a", "dynet-b"]
     assert complete(shell_env, "dockyard network connect dynet-a ") == ["dy-web"]
     assert complete(shell_env, "dockyard port ") == ["dy-web"]
+
+
+def test_volume_subcommands_flags_and_names(shell_env):
+    assert "volume" in complete(shell_env, "dockyard vol")
+    assert complete(shell_env, "dockyard volume ") == ["create", "inspect", "ls", "prune",
+                                                       "rm"]
+    assert "--all" in complete(shell_env, "dockyard volume prune --")
+    assert complete(shell_env, "dockyard volume rm ") == ["dy-vol"]

@@ -117,3 +117,25 @@ def test_publish_without_a_bridge_shows_the_daemons_error(engine):
     assert "needs bridge networking" in r.stderr
     out = engine.cli("network", "ls", "--format", "{{.Name}} {{.Driver}}").stdout.split("\n")
     assert {"bridge bridge", "host host", "none null"} <= set(out)
+
+
+def test_volume_verbs_and_a_named_volume_in_run(engine):
+    vol = f"dy-vol-{uuid.uuid4().hex[:8]}"
+    assert engine.cli("volume", "create", "--label", "dy=1", vol).stdout == f"{vol}\n"
+    try:
+        out = engine.cli("volume", "ls", "--filter", "label=dy=1").stdout.splitlines()
+        assert out[0].split() == ["DRIVER", "VOLUME", "NAME"]
+        assert f"local     {vol}" in out
+        mountpoint = engine.cli("volume", "inspect", "-f", "{{.Mountpoint}}", vol).stdout
+        assert mountpoint.startswith("/") and mountpoint.strip().endswith("/_data")
+        r = engine.cli("run", "--rm", "-v", f"{vol}:/data", "busybox", "sh", "-c",
+                       "echo kept > /data/f")
+        assert r.returncode == 0, r.stderr
+        r = engine.cli("run", "--rm", "-v", f"{vol}:/data", "busybox", "cat", "/data/f")
+        assert r.stdout == "kept\n"
+        r = engine.cli("volume", "rm", vol, "dy-vol-nosuch")
+        assert r.returncode == 1 and r.stdout == f"{vol}\n"
+        assert "Error response from daemon:" in r.stderr
+        assert vol not in engine.cli("volume", "ls", "-q").stdout.split()
+    finally:
+        engine.cli("volume", "rm", "-f", vol)

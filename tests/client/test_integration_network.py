@@ -354,3 +354,22 @@ def test_ipc_pid_uts_modes(bridged):
         assert r.returncode == 125 and "invalid IPC mode: bogus" in r.stderr
     finally:
         ok(eng, "rm", "-f", donor)
+
+
+def test_run_on_two_user_networks(bridged, net):
+    eng = bridged[0]
+    name, subnet, _ = net
+    other, other_subnet, dev = f"dynet-{uid()}", free_subnet(), "dy" + uid()
+    ok(eng, "network", "create", "--subnet", str(other_subnet), "-o",
+       f"com.docker.network.bridge.name={dev}", other)
+    try:
+        out = ok(eng, "run", "--rm", "--network", name, "--network",
+                 f"name={other},alias=second", "busybox", "ip", "-o", "-4", "addr")
+        nets = [ipaddress.ip_interface(line.split()[3]).network for line in out.splitlines()
+                if " inet " in line and " lo " not in line]
+        assert sorted(map(str, nets)) == sorted([str(subnet), str(other_subnet)])
+        r = eng.cli("run", "--rm", "--network", name, "--network", "host", "busybox", "true")
+        assert r.returncode == 125 and "conflicting options: cannot attach both " \
+            "user-defined and non-user-defined network-modes" in r.stderr
+    finally:
+        ok(eng, "network", "rm", other)
