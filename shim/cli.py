@@ -199,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     code = _main(sys.argv[1:])
     warm = sys.modules.get("dockyard.shim._warm")
     if warm is not None:
-        warm.reap()  # the no-op cgroup writers of create/run/exec
+        warm.reap()  # exec's no-op cgroup writer
     try:
         sys.stdout.flush()
         sys.stderr.flush()
@@ -229,7 +229,7 @@ def _main(argv: list[str]) -> int:
             raise InvalidArgument("rootless mode is not supported")
         if command not in _COMMANDS:
             raise UsageError(f"no such command: {command}")
-        if command in ("create", "run", "exec"):
+        if command == "exec":
             # the cgroup lock's grace period passes while we import and parse (_warm.py)
             from dockyard.shim import _warm
             _warm.start()  # (already started by shim/lean.py when it loaded this CLI)

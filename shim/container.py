@@ -27,8 +27,6 @@ import os
 import sys
 import time
 
-from dockyard.shim import _warm
-
 from dockyard.errdefs import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from dockyard.oci import _json
 from dockyard.oci.state import (
@@ -406,7 +404,6 @@ class Container:
         if restore is not None:
             restore()
         self.init_pid = pid
-        _warm.start(cgroup_root())  # the first writer may be long done: warm through mkdir
         # The cgroup is made and joined while the child already unshares and
         # mounts (it waits for `proceed` only before its cgroup namespace):
         # the first cgroup.procs write alone costs an RCU grace period.
@@ -763,7 +760,7 @@ def _join_cgroup(mgr, pid: int, chan, create: bool = False,  # noqa: ANN001
             then()
             applying = False
         if mgr is not None:
-            mgr.add(pid)  # fast when _warm kept the migration lock warm (see _warm.py)
+            mgr.add(pid)  # exec: fast when _warm's writer warmed the migration lock
         if span is not None:
             _tracer().end(span)
         chan.send(Msg.PROCEED)

@@ -15,9 +15,9 @@ The rule that keeps it small: anything off the common path returns None
 does the same work with every check and every error message: unknown or
 invalid ids, wrong states (errors are worded there only), hooks, paused
 containers, `kill --all`, `delete --force` of a live container, `--debug`,
-traced calls (TRACEPARENT), flags this module does not know; for `create`,
-`run` and `exec` it first starts shim/_warm.py's no-op cgroup writer, so
-the kernel's grace period runs while cli.py loads. Once it has
+traced calls (TRACEPARENT), flags this module does not know; for `exec`
+it first starts shim/_warm.py's no-op cgroup writer, so the kernel's grace
+period runs while cli.py loads. Once it has
 acted, a step that fails hands over too when the full verb is safe to run
 again from there (delete: a cgroup rmdir that fails; start: an init that
 died before reading the fifo, which the full verb reports as stopped).
@@ -75,7 +75,7 @@ def main(argv: list[str]) -> int | None:
     its exit code, or None: nothing done, the full CLI must run it."""
     parsed = _parse(argv)
     if parsed is None or posix.environ.get(b"TRACEPARENT"):
-        if _verb(argv) in ("create", "run", "exec"):
+        if _verb(argv) == "exec":
             _warm().start()  # the cgroup lock's grace period passes while cli.py loads
         return None
     root, verb, container_id, rest = parsed
