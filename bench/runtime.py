@@ -172,15 +172,16 @@ cProfile, CPU time from wait4's rusage, marks at fork/join/ready; shared
 - The kernel: a cgroup.procs write after a quiet spell waits for an RCU
   grace period (rcu_sync_enter on cgroup_threadgroup_rwsem: 8-30 ms here, up
   to 90 ms under load; runc pays it on the same write; a writer within ~10 ms
-  of the last one skips it). shim/_warm.py spawns `/bin/echo 0 >` the shim's
-  own cgroup.procs (a no-op migration in a separate process) as soon as
-  lean.py sees create/run/exec, so the period passes while cli.py loads; the
-  container's own writes after the fork find the lock warm or the period
-  nearly over. It was a thread that had to be joined before every fork
-  (STYLE.md: no fork with threads), and when its write was still waiting the
-  fork waited too (17 ms in 2 of 3 strace'd creates): spawn instead of
-  thread gave exec -6 %, create and run -3 % (paired A/B, 50 runs), starting
-  it in lean.py another exec -3 %, create -2 %.
+  of the last one skips it). For `exec`, whose child needs the join almost at
+  once, shim/_warm.py spawns `/bin/echo 0 >` the shim's own cgroup.procs (a
+  no-op migration in a separate process) as soon as lean.py sees the verb,
+  so the period passes while cli.py loads. It was a thread that had to be
+  joined before every fork (STYLE.md: no fork with threads), and when its
+  write was still waiting the fork waited too (17 ms in 2 of 3 strace'd
+  creates). `create` and `run` no longer prime at all: their first
+  cgroup.procs write right after the fork starts the period behind the
+  init's ~15 ms of set-up, and an exec of /bin/echo costs ~3 ms of CPU on
+  this VM (create CPU 36.8 -> 32.0 ms without it).
 - Overlap: the init unshares, mounts, makes devices, pivots and masks paths
   while the parent makes and joins the cgroup and applies linux.resources;
   an exec child does its whole setup meanwhile and waits only before
