@@ -123,9 +123,18 @@ def main(argv: list[str] | None = None, *, transport: Any = None,
             args = [args[1], "--help"]
         if not args or args[0] in ("-h", "--help"):
             err_out = out if args else err
-            err_out.write(f"Usage:  dockyard {verb} COMMAND\n\nCommands:\n")
+            lines = [f"Usage:  dockyard {verb} COMMAND\n\nCommands:\n"]
             for sub, target in sorted(table.items()):
-                err_out.write(f"  {sub:<10}  {COMMANDS[target][1]}\n")
+                if sub in ("list", "remove") or (verb, sub) == ("container", "ps"):
+                    continue  # aliases: docker's help lists each command once
+                lines.append(f"  {sub:<10}  {COMMANDS[target][1]}\n")
+            lines.append(f"\nRun 'dockyard {verb} COMMAND --help' for more information on "
+                         "a command.\n")
+            try:
+                err_out.write("".join(lines))
+                err_out.flush()
+            except BrokenPipeError:
+                return 141
             return 0 if args else 1
         sub = args.pop(0)
         if sub not in table:
