@@ -24,6 +24,9 @@ def test_run_rm_echo(stack, busybox, name):
 
 
 def test_run_rm_pulls_on_demand(stack, name):
+    # another test file on this worker may have pulled it already: untag it first (this
+    # run pulls it back, so later tests find it as before)
+    stack.docker("rmi", "-f", stack.image)
     r = stack.docker("run", "--rm", "--name", name, stack.image, "echo", "hi", timeout=120)
     if b"does not implement" in r.stderr:
         pytest.skip("managerd has no Transfer service yet")
