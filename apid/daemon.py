@@ -668,9 +668,15 @@ class Daemon:
         rt = self.rt(c.id)
         try:
             size = c.host_config.get("ConsoleSize") or [0, 0]
+            # the start follows the create at once: the runtime's create may wait for it
+            # (run --detach, one runtime process fewer), unless the create must join
+            # another container's namespaces, bound only while it runs
+            joins = any(translate.container_mode(c.host_config.get(_MODE_KEYS[kind]) or "")
+                        is not None for kind in namespaces.JOIN_KINDS)
             io = ProcessIO(terminal=c.tty, stdin=bool(c.config.get("OpenStdin")),
                            log_path=c.log_path,
-                           console_size=(int(size[0]), int(size[1])) if len(size) == 2 else None)
+                           console_size=(int(size[0]), int(size[1])) if len(size) == 2 else None,
+                           defer_create=not c.tty and not joins)
             path = self._netns(c)
             if path and self._owns_netns(c):
                 await netns.ensure(path)

@@ -361,10 +361,13 @@ class GrpcManager:
     # --- tasks --------------------------------------------------------------------------
 
     async def create_task(self, container_id: str, rootfs: list[Mount], io: ProcessIO) -> int:
+        md = self.md()
+        if io.defer_create:  # see managerd's TaskManager.create
+            md.append(("dockyard-defer-create", "1"))
         with _mapped(f"create task {container_id}"):
             resp = await self.tasks.Create(tpb.CreateTaskRequest(
                 container_id=container_id, stdin=io.stdin, terminal=io.terminal,
-                log_path=io.log_path, console_size=_console(io)), metadata=self.md())
+                log_path=io.log_path, console_size=_console(io)), metadata=md)
         return resp.pid
 
     async def start_task(self, container_id: str) -> int:

@@ -81,6 +81,9 @@ class ProcessIO:
     stdin: bool = False  # keep a stdin pipe open for attach
     log_path: str = ""  # json-file log (containers only); "" for execs
     console_size: tuple[int, int] | None = None  # (height, width) of the pty at start
+    # the task is started right after its create: managerd may leave the runtime's create
+    # to the start (one runtime process fewer); never for a tty
+    defer_create: bool = False
 
 
 class AttachSession(Protocol):

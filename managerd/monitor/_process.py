@@ -6,6 +6,10 @@ managerd starts one per task (``dockyard.managerd.monitor.client.spawn``) as::
         [--log-max-files N]] [--stdin] [--terminal] --pid-file FILE \\
         -- RUNTIME ... create --bundle B --pid-file FILE ID
 
+or with ``--defer --`` and no runtime argv: the init's stdio is made and the
+handshake says ``ok 0`` at once; the init comes later with a ``run`` request
+(the runtime's ``run --detach``, create and start in one runtime process).
+
 in a session of its own, so a ``kill -9`` of managerd leaves it running (usually
 it is forked by the monitor zygote, ``_zygote.py``, which calls ``main(options)``
 in the child instead: same program, no interpreter start-up). It owns, for one
@@ -43,6 +47,8 @@ client sends (``Q`` frame)          monitor answers                          aft
                                                                              status/ns empty if running
 ``subscribe``                       ``R``, then ``V exit,id,pid,status,ns``  open; exits already known
                                     per exit                                 are replayed first
+``run,PIDFILE,argv...``              ``R pid`` or ``E fail,<runtime-rc>``     closed (a deferred init:
+                                                                             after the runtime exits)
 ``exec-add,ID,stdin,terminal``      ``R`` (pipes made, attach possible)      closed
 ``exec-start,ID,PIDFILE,argv...``   ``R pid`` or ``E fail,<runtime-rc>``     closed (after the runtime
                                                                              exits and, for a tty, the
@@ -285,8 +291,10 @@ class Monitor:
                 pass
 
     # -- start-up --------------------------------------------------------------------
-    def start(self, argv: list[str], pid_file: str, stdin: bool, terminal: bool) -> None:
-        """Listen, then run the runtime's create with the init's stdio."""
+    def start(self, argv: list[str], pid_file: str, stdin: bool, terminal: bool,
+              defer: bool = False) -> None:
+        """Listen, then run the runtime's create with the init's stdio (with defer: make
+        the stdio, report ``ok 0`` at once and leave the init to a ``run`` request)."""
         # the spawning thread's mask is inherited across exec: a blocked SIGCHLD would
         # leave every exit unreaped
         _signal.pthread_sigmask(_signal.SIG_SETMASK, [])
@@ -311,6 +319,9 @@ class Monitor:
         self.procs[INIT] = init
         self.make_stdio(init, stdin)
         init.pid_file = pid_file
+        if defer:
+            self.answer(init, True, "0")
+            return
         self.spawn(init, argv)
 
     def make_stdio(self, proc: Proc, stdin: bool) -> None:
@@ -461,8 +472,9 @@ class Monitor:
             self.answer(proc, False, "error\0no pty master received on the console socket")
 
     def answer(self, proc: Proc, ok: bool, text: str) -> None:
-        """Report the outcome of create (handshake line) or exec-start (reply frame)."""
-        if proc.id == INIT:
+        """Report the outcome of create (handshake line), or of run / exec-start (reply
+        frame to the client waiting for it)."""
+        if proc.id == INIT and proc.waiter is None:
             if self.handshake_fd < 0:
                 return
             line = ("ok " + text) if ok else text.replace("\0", " ")
@@ -817,6 +829,14 @@ class Monitor:
             self.procs[exec_id] = proc
             self.make_stdio(proc, stdin == "1")
             self.send(conn, frame(REPLY), close=True)
+        elif op == "run":  # a deferred init: the runtime's run --detach (create + start)
+            init = self.procs[INIT]
+            if init.started:
+                raise ValueError("the init was started already")
+            init.pid_file = args[0]
+            conn.mode = "wait"
+            init.waiter = conn
+            self.spawn(init, args[1:])
         elif op == "exec-start":
             proc = self.proc(args[0])
             if proc.started:
@@ -940,7 +960,7 @@ class Monitor:
 def parse(argv: list[str]) -> dict:
     """The command line (no argparse: it costs start-up time and memory)."""
     opts = {"dir": "", "log": "", "stdin": False, "terminal": False, "pid-file": "", "argv": [],
-            "log-max-size": "0", "log-max-files": "1"}
+            "log-max-size": "0", "log-max-files": "1", "defer": False}
     i = 0
     while i < len(argv):
         arg = argv[i]
@@ -948,7 +968,7 @@ def parse(argv: list[str]) -> dict:
             opts["argv"] = argv[i + 1:]
             break
         key = arg[2:]
-        if key in ("stdin", "terminal"):
+        if key in ("stdin", "terminal", "defer"):
             opts[key] = True
         elif key in ("dir", "log", "pid-file", "log-max-size", "log-max-files") and \
                 i + 1 < len(argv):
@@ -957,8 +977,9 @@ def parse(argv: list[str]) -> dict:
         else:
             raise SystemExit(f"dockyard monitor: unknown or incomplete option {arg!r}")
         i += 1
-    if not opts["dir"] or not opts["pid-file"] or not opts["argv"]:
-        raise SystemExit("dockyard monitor: --dir, --pid-file and a runtime argv are required")
+    if not opts["dir"] or not opts["pid-file"] or not (opts["argv"] or opts["defer"]):
+        raise SystemExit("dockyard monitor: --dir, --pid-file and a runtime argv (or "
+                         "--defer) are required")
     return opts
 
 
@@ -971,7 +992,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         set_subreaper()
         write_atomic("monitor.pid", b"%d" % os.getpid())
-        monitor.start(opts["argv"], opts["pid-file"], opts["stdin"], opts["terminal"])
+        monitor.start(opts["argv"], opts["pid-file"], opts["stdin"], opts["terminal"],
+                      opts["defer"])
     except OSError as err:
         os.write(1, (f"error monitor start-up: {err}\n").encode())
         return 1

@@ -67,8 +67,8 @@ class Handshake:
 
 def spawn(state_dir: str, create_argv: list[str], pid_file: str, log_path: str = "",
           stdin: bool = False, terminal: bool = False, timeout: float = 60.0,
-          log_max_size: int = 0, log_max_files: int = 1, zygote: Zygote | None = None
-          ) -> Handshake:
+          log_max_size: int = 0, log_max_files: int = 1, zygote: Zygote | None = None,
+          defer: bool = False) -> Handshake:
     """Start a monitor that runs ``create_argv`` (the runtime's create) and supervises it.
 
     Args:
@@ -84,6 +84,8 @@ def spawn(state_dir: str, create_argv: list[str], pid_file: str, log_path: str =
             log_max_files files (Docker's json-file max-size and max-file).
         zygote: fork the monitor from this warm zygote (a fresh interpreter when None,
             or when the zygote fails).
+        defer: run nothing yet (create_argv is ignored; the handshake's pid is 0): the
+            init comes with ``MonitorClient.run``, the runtime's ``run --detach``.
 
     Returns:
         The handshake. A monitor started as our own child has ``popen`` set (reap it
@@ -99,7 +101,10 @@ def spawn(state_dir: str, create_argv: list[str], pid_file: str, log_path: str =
         options.append("--stdin")
     if terminal:
         options.append("--terminal")
-    options += ["--", *create_argv]
+    if defer:
+        options += ["--defer", "--"]
+    else:
+        options += ["--", *create_argv]
     log_file = os.path.join(state_dir, "monitor.log")
     if zygote is not None:
         r, w = os.pipe()
@@ -349,6 +354,14 @@ class MonitorClient:
 
     def exec_add(self, exec_id: str, stdin: bool, terminal: bool) -> None:
         self.request("exec-add", exec_id, int(stdin), int(terminal))
+
+    def run(self, pid_file: str, argv: list[str], timeout: float = 60.0) -> int:
+        """Run a deferred init (the runtime's ``run --detach``); return its pid.
+
+        Raises:
+            MonitorError: with ``runtime_rc`` set when the runtime exited non-zero.
+        """
+        return int(self.request("run", pid_file, *argv, timeout=timeout)[0])
 
     def exec_start(self, exec_id: str, pid_file: str, argv: list[str],
                    timeout: float = 60.0) -> int:

@@ -138,6 +138,13 @@ class Runtime:
                 *self.argv("create", "--bundle", self.bundle, "--pid-file", pid_file,
                            container_id)]
 
+    def run_argv(self, container_id: str, pid_file: str) -> list[str]:
+        """``run --detach``'s argv: create and start in one runtime process (the monitor
+        runs it for a task whose create was deferred to its start)."""
+        return [*trace.env_argv("run", container_id),
+                *self.argv("run", "--detach", "--bundle", self.bundle, "--pid-file", pid_file,
+                           container_id)]
+
     def exec_argv(self, container_id: str, process_file: str, pid_file: str) -> list[str]:
         """exec's argv (run detached by the monitor; --console-socket added for a tty)."""
         return [*trace.env_argv("exec", container_id),

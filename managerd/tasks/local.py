@@ -166,6 +166,9 @@ class Task:
     cleanup: threading.Event | None = None
     cleanup_ok: bool = False
     trace_ctx: contextvars.Context | None = None  # the traced Start's context, if any
+    # the runtime's create was left to Start, which runs `run --detach` (create + start
+    # in one runtime process) through the monitor: no init exists before Start
+    deferred: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)  # one verb at a time
     cond: threading.Condition = field(default_factory=threading.Condition)  # state + exits
 
@@ -186,7 +189,7 @@ class Task:
         return {"namespace": self.namespace, "id": self.id, "runtime": self.runtime.binary,
                 "runtime_root": self.runtime.root, "status": self.status.value,
                 "log_path": self.log_path, "cgroups_path": self.cgroups_path,
-                "init": self.init.record(),
+                "deferred": self.deferred, "init": self.init.record(),
                 "execs": {k: p.record() for k, p in self.execs.items()}}
 
     def save(self) -> None:
@@ -264,8 +267,16 @@ class TaskManager:
     # -- create ----------------------------------------------------------------------
     def create(self, ns: str, container_id: str, stdin: bool = False, terminal: bool = False,
                console_size: tuple[int, int] | None = None, log_path: str = "",
-               log_max_size: int = 0, log_max_files: int = 1) -> ProcessInfo:
+               log_max_size: int = 0, log_max_files: int = 1, defer: bool = False
+               ) -> ProcessInfo:
         """Create the task of a container: bundle, monitor, runtime create.
+
+        With defer (asked for by a client that starts the task right away, e.g. apid
+        for docker run) the runtime's create is left to start(), which runs the
+        runtime's ``run --detach`` instead of ``start``: one runtime process fewer per
+        task. Until then the task is CREATED with pid 0 and no process (stdio, attach
+        and the log are there). Not for a terminal (the pty master comes with the
+        runtime's create, and an attach needs it).
 
         Raises:
             NotFound: no such container (or runtime binary).
@@ -287,7 +298,7 @@ class TaskManager:
             self._tasks[key] = placeholder = None  # type: ignore[assignment]
         try:
             task = self._create(ns, container, stdin, terminal, console_size, log_path,
-                                (log_max_size, log_max_files))
+                                (log_max_size, log_max_files), defer and not terminal)
         except BaseException:
             with self._lock:
                 if self._tasks.get(key, 0) is placeholder:
@@ -303,7 +314,7 @@ class TaskManager:
 
     def _create(self, ns: str, container, stdin: bool, terminal: bool,
                 console_size: tuple[int, int] | None, log_path: str,
-                log_rotation: tuple[int, int]) -> Task:
+                log_rotation: tuple[int, int], defer: bool = False) -> Task:
         cid = container.id
         t0 = time.perf_counter()
         try:
@@ -334,7 +345,7 @@ class TaskManager:
         os.makedirs(runtime_root, mode=0o711, exist_ok=True)
         rt = Runtime(binary, runtime_root, task_dir, timeout=self.config.runtime_timeout)
         task = Task(ns, cid, task_dir, rt, log_path=log_path,
-                    init=_Proc("", terminal=terminal, stdin=stdin))
+                    init=_Proc("", terminal=terminal, stdin=stdin), deferred=defer)
         linux = spec.get("linux") or {}
         task.cgroups_path = linux.get("cgroupsPath", "") if isinstance(linux, dict) else ""
         try:
@@ -347,11 +358,12 @@ class TaskManager:
         try:
             task.save()
             pid_file = os.path.join(task_dir, "init.pid")
-            hs = monitor.spawn(task_dir, rt.create_argv(cid, pid_file), pid_file, log_path,
+            hs = monitor.spawn(task_dir, [] if defer else rt.create_argv(cid, pid_file),
+                               pid_file, log_path,
                                stdin=stdin, terminal=terminal,
                                timeout=self.config.runtime_timeout,
                                log_max_size=log_rotation[0], log_max_files=log_rotation[1],
-                               zygote=self._zygote)
+                               zygote=self._zygote, defer=defer)
             if not hs.ok:
                 if hs.runtime_rc is not None:
                     raise error_for("create", cid, last_error(rt.log_path, hs.message),
@@ -402,7 +414,10 @@ class TaskManager:
             # the exit's cleanup (_cleanup_exited) records its spans under this Start (set
             # first: the init may exit before the runtime's start returns)
             task.trace_ctx = contextvars.copy_context() if trace.current() else None
-            task.runtime.start(container_id)
+            if task.deferred and not task.init.pid:
+                self._run_deferred(task)
+            else:
+                task.runtime.start(container_id)
             with task.cond:
                 task.init.started = True
                 if task.init.exit_status is None:
@@ -411,6 +426,21 @@ class TaskManager:
         self._publish(ns, "/tasks/start", task_pb2.TaskStart(container_id=container_id,
                                                              pid=task.init.pid))
         return task.info(task.init)
+
+    def _run_deferred(self, task: Task) -> None:
+        """The init of a deferred task: the runtime's run --detach, run by the monitor
+        (the parent of what it leaves behind), which answers with the init's pid."""
+        pid_file = os.path.join(task.dir, "init.pid")
+        try:
+            pid = task.monitor.run(pid_file, task.runtime.run_argv(task.id, pid_file),
+                                   timeout=self.config.runtime_timeout)
+        except monitor.MonitorError as err:
+            if err.runtime_rc is not None:
+                raise error_for("run", task.id, last_error(task.runtime.log_path, str(err)),
+                                err.runtime_rc) from None
+            raise
+        with task.cond:
+            task.init.pid = task.init.pid or pid
 
     def _start_exec(self, task: Task, proc: _Proc) -> ProcessInfo:
         if proc.started:
@@ -502,6 +532,9 @@ class TaskManager:
             raise errdefs.NotFound(f"task {container_id}"
                                    f"{' exec ' + exec_id if exec_id else ''}: process already "
                                    "finished")
+        if not exec_id and task.deferred and not proc.pid:
+            raise errdefs.FailedPrecondition(f"task {container_id} has not started (its "
+                                             "create was deferred to its start)")
         if exec_id:
             if not proc.started or not proc.pid:
                 raise errdefs.FailedPrecondition(f"exec {exec_id} in task {container_id} has "
@@ -561,7 +594,7 @@ class TaskManager:
 
     def pids(self, ns: str, container_id: str) -> list[int]:
         task = self.get_task(ns, container_id)
-        if self._status(task) is Status.STOPPED:
+        if self._status(task) is Status.STOPPED or (task.deferred and not task.init.pid):
             return []
         return task.runtime.ps(container_id)
 
@@ -967,6 +1000,7 @@ class TaskManager:
         task = Task(ns, cid, task_dir, rt, status=Status(rec.get("status", "created")),
                     init=proc("", rec.get("init", {})), log_path=rec.get("log_path", ""),
                     cgroups_path=rec.get("cgroups_path", ""), recovered=True,
+                    deferred=bool(rec.get("deferred", False)),
                     execs={k: proc(k, v) for k, v in rec.get("execs", {}).items()})
         try:
             states = task.monitor.state()

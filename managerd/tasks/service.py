@@ -53,6 +53,18 @@ def _size(size: tasks_pb2.ConsoleSize) -> tuple[int, int] | None:
     return (size.height, size.width) if size.height and size.width else None
 
 
+DEFER_METADATA = "dockyard-defer-create"
+
+
+def _defer_requested(context) -> bool:
+    """Metadata ``dockyard-defer-create: 1`` on Create: the client starts the task right
+    away, so the runtime's create may wait for Start (see TaskManager.create)."""
+    for key, value in context.invocation_metadata() or ():
+        if key == DEFER_METADATA:
+            return value in ("1", "true")
+    return False
+
+
 def _required(value: str, what: str) -> str:
     if not value:
         raise errdefs.InvalidArgument(f"{what} is required")
@@ -73,7 +85,8 @@ class TasksService(tasks_pb2_grpc.TasksServicer):
                                      console_size=_size(request.console_size),
                                      log_path=request.log_path,
                                      log_max_size=request.log_max_size,
-                                     log_max_files=request.log_max_files)
+                                     log_max_files=request.log_max_files,
+                                     defer=_defer_requested(context))
             return tasks_pb2.CreateTaskResponse(container_id=info.container_id, pid=info.pid)
 
     def Start(self, request, context):

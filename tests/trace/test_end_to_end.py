@@ -104,11 +104,17 @@ def test_a_traced_run_nests_apid_managerd_and_the_shim(trace_stack, name):
     create_rpc = tree.one("managerd", "grpc Tasks.Create", under=start)
     assert tree.by_id[create_rpc["parent_id"]]["service"] == "apid"  # apid's gRPC call span
     assert create_rpc["attrs"]["namespace"] == "moby"
-    shim_create = tree.one("shim", "shim create", under=create_rpc)
+    start_rpc = tree.one("managerd", "grpc Tasks.Start", under=start)
+    # apid defers the runtime's create to the start (managerd then has the monitor run
+    # `run --detach`: create + start in one runtime process); without that, `create` in
+    # Tasks.Create and `start` in Tasks.Start
+    deferred = not tree.find("shim", "shim create", under=create_rpc)
+    shim_create = tree.one("shim", "shim run" if deferred else "shim create",
+                           under=start_rpc if deferred else create_rpc)
     runtime_create = tree.by_id[shim_create["parent_id"]]  # the monitor ran it
-    assert runtime_create["name"] == "runtime create" and runtime_create["attrs"]["via"] == \
-        "monitor"
-    assert runtime_create["parent_id"] == create_rpc["span_id"]
+    assert runtime_create["name"] == ("runtime run" if deferred else "runtime create")
+    assert runtime_create["attrs"]["via"] == "monitor"
+    assert runtime_create["parent_id"] == (start_rpc if deferred else create_rpc)["span_id"]
     init = tree.one("shim", "init", under=shim_create)
     assert init["parent_id"] == shim_create["span_id"]
     tree.one("shim", "cgroup create", under=shim_create)  # made while the init unshares
@@ -119,10 +125,12 @@ def test_a_traced_run_nests_apid_managerd_and_the_shim(trace_stack, name):
     tree.one("shim", "pivot_root", under=init)
     assert tree.one("shim", "process setup", under=init)["attrs"]["path"] == "/bin/sh"
 
-    start_rpc = tree.one("managerd", "grpc Tasks.Start", under=start)
-    runtime_start = tree.one("managerd", "runtime start", under=start_rpc)
-    shim_start = tree.one("shim", "shim start", under=runtime_start)
-    assert shim_start["parent_id"] == runtime_start["span_id"]
+    if deferred:
+        shim_start = shim_create
+    else:
+        runtime_start = tree.one("managerd", "runtime start", under=start_rpc)
+        shim_start = tree.one("shim", "shim start", under=runtime_start)
+        assert shim_start["parent_id"] == runtime_start["span_id"]
     exec_span = tree.one("shim", "exec", under=shim_start)
     assert exec_span["attrs"]["program"] == "sh" and "error" not in exec_span["attrs"]
 
@@ -237,10 +245,14 @@ def test_dockyard_run_trace_prints_the_tree(trace_stack, name):
         body = lines[i].split("  +", 1)[1].split(None, 1)[1] if "  +" in lines[i] else lines[i]
         return len(body) - len(body.lstrip(" │├└─"))
 
-    for needle in ("cli: dockyard run", "apid: POST /", "managerd: grpc Tasks.Create",
-                   "shim: shim create", "shim: namespaces", "shim: mounts", "shim: cgroup",
-                   "shim: shim start", "shim: exec"):
+    # the runtime's create: `shim create` in Tasks.Create, or `shim run` (create + start
+    # in one process) in Tasks.Start when apid deferred it (what docker run does)
+    deferred = "shim: shim run" in text
+    rpc, made = (("managerd: grpc Tasks.Start", "shim: shim run") if deferred else
+                 ("managerd: grpc Tasks.Create", "shim: shim create"))
+    for needle in ("cli: dockyard run", "apid: POST /", "managerd: grpc Tasks.Create", rpc,
+                   made, "shim: namespaces", "shim: mounts", "shim: cgroup",
+                   "shim: shim run" if deferred else "shim: shim start", "shim: exec"):
         line_of(needle)
     assert depth(line_of("cli: dockyard run")) < depth(line_of("apid: POST /")) \
-        < depth(line_of("managerd: grpc Tasks.Create")) < depth(line_of("shim: shim create")) \
-        < depth(line_of("shim: namespaces"))
+        < depth(line_of(rpc)) < depth(line_of(made)) < depth(line_of("shim: namespaces"))
