@@ -363,13 +363,26 @@ def _user_defined(mode: str) -> bool:
         "container:")
 
 
+_MAC = re.compile(r"(?:[0-9A-Fa-f]{2}([:-]))(?:[0-9A-Fa-f]{2}\1){4}[0-9A-Fa-f]{2}|"
+                  r"(?:[0-9A-Fa-f]{4}\.){2}[0-9A-Fa-f]{4}")
+
+
 def network_settings(networks: list[str], aliases: list[str], ip: str | None,
-                     ip6: str | None = None) -> tuple[str, dict[str, dict]]:
-    """--network (repeated), --network-alias, --ip, --ip6 -> (NetworkMode, EndpointsConfig),
-    as docker's parseNetworkOpts: the plain flags apply to the first network; a single
-    network with no options sends no endpoint; the default network is "default"."""
+                     ip6: str | None = None, mac: str | None = None
+                     ) -> tuple[str, dict[str, dict]]:
+    """--network (repeated), --network-alias, --ip, --ip6, --mac-address -> (NetworkMode,
+    EndpointsConfig), as docker's parseNetworkOpts: the plain flags apply to the first
+    network; a single network with no options sends no endpoint; the default network
+    is "default"."""
+    if mac and not _MAC.fullmatch(mac):
+        raise UsageError(f"{mac} is not a valid mac address")
     atts = [parse_network(n) for n in networks] or [{"Target": "default"}]
     first = atts[0]
+    if mac:
+        if first.get("MacAddress"):
+            raise UsageError("conflicting options: cannot specify both --mac-address and "
+                             "per-network MAC address")
+        first["MacAddress"] = mac
     if aliases:
         if first.get("Aliases"):
             raise UsageError("conflicting options: cannot specify both --network-alias and "
@@ -559,6 +572,7 @@ def add_create_flags(p: argparse.ArgumentParser, run: bool) -> None:
       help="Add network-scoped alias for the container")
     a("--ip", help="IPv4 address (e.g., 172.30.100.104)")
     a("--ip6", help="IPv6 address (e.g., 2001:db8::33)")
+    a("--mac-address", help="Container MAC address (e.g., 92:d0:c6:0a:29:33)")
     a("--ipc", help="IPC mode to use (none, private, shareable, host, container:<name|id>)")
     a("--pid", help="PID namespace to use (host, container:<name|id>)")
     a("--uts", help="UTS namespace to use (host)")
@@ -671,7 +685,8 @@ def build_create(ns: argparse.Namespace, run: bool = False,
     for e in ns.expose:
         for port in parse_expose(e):
             exposed.setdefault(port, {})
-    network_mode, endpoints = network_settings(ns.network, ns.network_alias, ns.ip, ns.ip6)
+    network_mode, endpoints = network_settings(ns.network, ns.network_alias, ns.ip, ns.ip6,
+                                             ns.mac_address)
     dns = [check_dns(d) for d in ns.dns]
     dns_search = [check_dns_search(d) for d in ns.dns_search]
     cgroup_rules = [check_device_cgroup_rule(r) for r in ns.device_cgroup_rule]

@@ -93,6 +93,9 @@ SAME_BODY = [
     ["--network", "mynet", "--network-alias", "db", "--network-alias", "db2",
      "--ip", "10.1.2.3"],
     ["--network", "name=n1,alias=a1,ip=10.0.0.5,driver-opt=k=v", "--network", "n2"],
+    ["--mac-address", "02:42:ac:11:00:02"],
+    ["--network", "n1", "--mac-address", "02-42-ac-11-00-03"],
+    ["--network", "name=n1,mac-address=02:42:ac:11:00:04"],
     ["-p", "80"],
     ["-p", "8080:80", "-p", "127.0.0.1:8081:81/udp", "-p", "127.0.0.1::82"],
     ["-p", "8000-8002:80-82", "-p", "9000-9005:53/udp"],
@@ -139,6 +142,9 @@ SAME_ERROR = [
     ["--network", "name=x,foo=1"],
     ["--network", "a", "--network", "bridge"],
     ["--network", "host", "--network-alias", "x"],
+    ["--mac-address", "zz"],
+    ["--network", "name=n1,mac-address=02:42:ac:11:00:04", "--mac-address",
+     "02:42:ac:11:00:05"],
 ]
 
 

@@ -373,3 +373,24 @@ def test_run_on_two_user_networks(bridged, net):
             "user-defined and non-user-defined network-modes" in r.stderr
     finally:
         ok(eng, "network", "rm", other)
+
+
+def test_mac_address_and_ip_range(bridged):
+    eng = bridged[0]
+    name, subnet, dev = f"dynet-{uid()}", free_subnet(), "dy" + uid()
+    ip_range = ipaddress.ip_network(f"{subnet.network_address + 128}/25")
+    ok(eng, "network", "create", "--subnet", str(subnet), "--ip-range", str(ip_range),
+       "-o", f"com.docker.network.bridge.name={dev}", name)
+    try:
+        info = json.loads(ok(eng, "network", "inspect", name))[0]
+        assert info["IPAM"]["Config"][0]["IPRange"] == str(ip_range)
+        out = ok(eng, "run", "--rm", "--network", name, "--mac-address", "02:42:ac:00:00:01",
+                 "busybox", "sh", "-c",
+                 "ip -o link show eth0; ip -o -4 addr show eth0")
+        assert "link/ether 02:42:ac:00:00:01" in out
+        addr = ipaddress.ip_interface(out.split(" inet ")[1].split()[0]).ip
+        assert addr in ip_range
+        r = eng.cli("run", "--rm", "--mac-address", "not-a-mac", "busybox", "true")
+        assert r.returncode == 125 and "not-a-mac is not a valid mac address" in r.stderr
+    finally:
+        eng.cli("network", "rm", name)
