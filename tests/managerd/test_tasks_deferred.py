@@ -4,7 +4,10 @@ dockyard-shim and Debian's runc, through the real gRPC client."""
 
 from __future__ import annotations
 
+import ctypes
+import os
 import signal
+import time
 import uuid
 
 import pytest
@@ -15,6 +18,7 @@ from dockyard import errdefs
 pytestmark = [pytest.mark.privileged, pytest.mark.timeout(120)]
 
 DEFER = [("dockyard-defer-create", "1")]
+PR_SET_CHILD_SUBREAPER = 36
 
 
 @pytest.fixture(scope="module")
@@ -112,3 +116,57 @@ def test_deferred_never_started_and_terminal_not_deferred(env, mk, shim_bin):
     assert created.pid > 0
     stub.Delete(tpb.DeleteTaskRequest(container_id=cid2, force=True))
     assert th.processes_of(cid2) == []
+
+
+@pytest.fixture
+def reaper():
+    """Monitors orphaned by a kill -9 re-parent to this test process (a child subreaper),
+    which reaps the pids put in the list rather than leave zombies to an init that may
+    not reap."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    pids: list[int] = []
+    yield pids
+    libc.prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
+    deadline = time.monotonic() + 10
+    for pid in pids:
+        while time.monotonic() < deadline:
+            try:
+                done, _ = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if done:
+                break
+            time.sleep(0.02)
+
+
+def test_deferred_task_survives_a_managerd_restart(managerd_factory, shim_bin, tmp_path,
+                                                   request, reaper):
+    """Created (deferred) before a kill -9 of managerd, started after it."""
+    tpb = _tpb()
+    m = managerd_factory(name="defer-restart")
+    request.addfinalizer(lambda: [th.stop_monitor(pid) for pid, _ in
+                                  th.processes_of(os.path.join(str(m.state), "tasks"))])
+    ns = f"dy-defer-r-{uuid.uuid4().hex[:8]}"
+    cid = th.new_id()
+    log = str(tmp_path / "log")
+    with m.client(ns) as client:
+        base = th.commit_busybox(client)
+        th.make_container(client, cid, ["sh", "-c", "echo after; exit 7"], shim_bin, base)
+        assert th.tasks_stub(client).Create(tpb.CreateTaskRequest(
+            container_id=cid, log_path=log), metadata=DEFER).pid == 0
+    with open(os.path.join(str(m.state), "tasks", ns, cid, "monitor.pid")) as f:
+        reaper.append(int(f.read()))
+    m.kill()
+    m.start()
+    with m.client(ns) as client:
+        stub = th.tasks_stub(client)
+        proc = stub.Get(tpb.GetRequest(container_id=cid)).process
+        assert proc.status == tpb.CREATED and proc.pid == 0
+        assert stub.Start(tpb.StartRequest(container_id=cid)).pid > 0
+        assert stub.Wait(tpb.WaitRequest(container_id=cid), timeout=30).exit_status == 7
+        stub.Delete(tpb.DeleteTaskRequest(container_id=cid))
+        th.remove_container(client, cid)
+    with open(log) as f:
+        assert '"log":"after\\n"' in f.read()
+    assert th.processes_of(cid) == [] and th.leaked_cgroups(cid) == []
