@@ -14,7 +14,6 @@ import os
 import signal
 
 import pytest
-
 from dockyard.shim.container import exec_outcome
 from dockyard.shim.sync import Channel, Msg
 
