@@ -20,6 +20,7 @@ import urllib.request
 import uuid
 
 import pytest
+from helpers.network import free_subnet, links
 
 from .engine import Engine, EngineUnavailable, cleanup
 
@@ -32,31 +33,10 @@ def uid() -> str:
     return uuid.uuid4().hex[:8]
 
 
-def _host_routes() -> list[ipaddress.IPv4Network]:
-    out = []
-    with open("/proc/net/route") as f:
-        for line in list(f)[1:]:
-            fields = line.split()
-            dst, mask = (ipaddress.IPv4Address(bytes.fromhex(x)[::-1]) for x in
-                         (fields[1], fields[7]))
-            if int(mask):
-                out.append(ipaddress.IPv4Network(f"{dst}/{mask}", strict=False))
-    return out
 
 
-def free_subnet() -> ipaddress.IPv4Network:
-    """A random 10.x.y.0/24 that no host route overlaps (test daemons share the kernel)."""
-    used = _host_routes()
-    rnd = uuid.uuid4().int
-    for i in range(200):
-        cand = ipaddress.IPv4Network(f"10.{100 + (rnd + i) % 150}.{(rnd >> 8 + i) % 250}.0/24")
-        if not any(cand.overlaps(u) for u in used):
-            return cand
-    raise RuntimeError("no free 10.x.y.0/24")
 
 
-def links() -> str:
-    return subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
 
 
 @pytest.fixture(scope="module")

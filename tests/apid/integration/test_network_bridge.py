@@ -23,6 +23,7 @@ import docker
 import pytest
 from conftest import DOCKER_CLIS, ApidProcess, Stack
 from helpers import images
+from helpers.network import free_subnet, host_routes, links, settled
 from seed import seed_image
 
 pytestmark = pytest.mark.timeout(300)
@@ -30,41 +31,12 @@ pytestmark = pytest.mark.timeout(300)
 IMAGE = "dockyard.test/busybox:latest"
 
 
-def _host_routes() -> list[ipaddress.IPv4Network]:
-    out = []
-    with open("/proc/net/route") as f:
-        for line in list(f)[1:]:
-            fields = line.split()
-            dst, mask = (ipaddress.IPv4Address(bytes.fromhex(x)[::-1]) for x in
-                         (fields[1], fields[7]))
-            if int(mask):
-                out.append(ipaddress.IPv4Network(f"{dst}/{mask}", strict=False))
-    return out
 
 
-def free_subnet() -> ipaddress.IPv4Network:
-    """A random 10.x.y.0/24 no host route overlaps (parallel test daemons share a kernel)."""
-    used = _host_routes()
-    rnd = uuid.uuid4().int
-    for i in range(200):
-        cand = ipaddress.IPv4Network(f"10.{100 + (rnd + i) % 150}.{(rnd >> 8) % 250}.0/24")
-        if not any(cand.overlaps(u) for u in used):
-            return cand
-    raise RuntimeError("no free 10.x.y.0/24")
 
 
-def links() -> str:
-    return subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
 
 
-def settled(check, timeout: float = 5.0) -> bool:
-    """check() turns true within timeout (veths are deleted just after the exit)."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 class BridgedApid(ApidProcess):
@@ -359,7 +331,7 @@ def test_without_bip_a_free_private_range_is_picked(stack, tmp_path):
     (tmp_path / "docker-config").mkdir()
     apid = BridgedApid(tmp_path, stack.managerd.address, {
         "DOCKYARD_BRIDGE": bridge, "DOCKYARD_NAMESPACE": "dynet" + uuid.uuid4().hex[:6]})
-    before = _host_routes()
+    before = host_routes()
     apid.start()
     try:
         st = Stack(stack.managerd, apid, IMAGE)
