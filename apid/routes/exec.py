@@ -41,6 +41,10 @@ class ExecStart(BaseModel):
     ConsoleSize: list[int] | None = None
 
 
+# detached execs still being waited for
+_detached: set[asyncio.Task] = set()
+
+
 @router.post("/containers/{ref}/exec", status_code=201)
 async def exec_create(ref: str, body: ExecConfig, *, daemon: DaemonDep) -> JSONResponse:
     exec_id = daemon.exec_create(ref, body.model_dump(exclude_none=True))
@@ -55,10 +59,16 @@ async def exec_start(request: Request, exec_id: str, *, daemon: DaemonDep) -> Re
     cfg = rec.config
     tty = bool(cfg.get("Tty"))
     if body.Detach:
-        async def run() -> None:
+        # started before the answer, as dockerd does: start errors reach the client, and
+        # a client that stops or removes the container right after cannot race the start
+        await daemon.exec_begin(rec, c)
+
+        async def finish() -> None:
             with contextlib.suppress(errdefs.EngineError):
-                await daemon.exec_run(rec, c)
-        asyncio.get_running_loop().create_task(run())
+                await daemon.exec_finish(rec, c)
+        task = asyncio.get_running_loop().create_task(finish())
+        _detached.add(task)  # the loop keeps only a weak reference
+        task.add_done_callback(_detached.discard)
         return Response(status_code=200)
     want_in = bool(cfg.get("AttachStdin"))
     session = await daemon.manager.attach(c.id, rec.id, stdin=want_in,
