@@ -31,6 +31,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO / "src"))  # dockyard from this checkout, on any python
 from helpers import busybox  # noqa: E402
 
 RESULTS = REPO / "bench" / "RESULTS.md"
