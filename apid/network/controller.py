@@ -102,7 +102,8 @@ class NetworkController:
         self.bridge = bridge if bridge not in (None, "", "none") else None
         if self.bridge is not None and not _valid_ifname(self.bridge):
             raise errdefs.InvalidArgument(f"invalid bridge name {self.bridge!r}: at most 15 "
-                                          "characters, no '/', ':' or whitespace")
+                                          "characters of letters, digits, '_', '.', '-' "
+                                          "(not first)")
         self.bip = bip
         self.enabled = enabled  # False in unit tests: no kernel objects at all
         self.exec_root = exec_root
@@ -929,9 +930,14 @@ class NetworkController:
         entry["Ports"] = ports
 
 
+_IFNAME = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_.-]{0,14}")
+
+
 def _valid_ifname(name: str) -> bool:
-    return 0 < len(name) <= 15 and not any(ch in name for ch in "/: \t\n") and name not in (
-        ".", "..")
+    """A bridge name that is safe as an iptables word: the kernel would take `br+` or
+    `-j`, but iptables reads `+` as a wildcard (`-i br+` matches every br* device) and
+    a leading `-` as an option, which would break the whole ruleset."""
+    return bool(_IFNAME.fullmatch(name)) and name not in (".", "..")
 
 
 def _enable_forwarding() -> None:

@@ -185,3 +185,18 @@ def test_ip_range_and_aux_addresses():
         ipam.Pool.create("10.30.0.0/24", None, "10.31.0.0/25")
     with pytest.raises(errdefs.InvalidArgument, match="aux-address"):
         ipam.Pool.create("10.30.0.0/24", None, None, {"x": "10.99.0.1"})
+
+
+@pytest.mark.parametrize("bridge", ["br+", "-j", "br\n", "a" * 16, "br!x"])
+def test_bridge_name_unsafe_for_iptables_is_400(tmp_path, bridge):
+    """`+` is iptables' interface wildcard and a leading `-` an option: such a name in
+    the FORWARD chain would drop or accept traffic of other devices."""
+    ctl = NetworkController(str(tmp_path), str(tmp_path / "exec"), enabled=False)
+    asyncio.run(ctl.startup())
+    with pytest.raises(errdefs.InvalidArgument, match="bridge name"):
+        asyncio.run(ctl.create_network({"Name": "n", "Options": {
+            "com.docker.network.bridge.name": bridge}}))
+    assert ctl.store.by_name("n") is None
+    # a name of letters, digits, "_", "." and "-" still works
+    asyncio.run(ctl.create_network({"Name": "n", "Options": {
+        "com.docker.network.bridge.name": "dy-br_0.1"}}))
