@@ -45,39 +45,63 @@ class _Udp(asyncio.DatagramProtocol):
         self.target = target
         self.transport: asyncio.DatagramTransport | None = None
         self.peers: dict[tuple, tuple[asyncio.DatagramTransport, asyncio.TimerHandle]] = {}
+        # client address -> datagrams that came while its upstream socket is being made
+        # (one socket per client, however many datagrams race its creation)
+        self._pending: dict[tuple, list[bytes]] = {}
+        self._tasks: set[asyncio.Task] = set()
+        self._closed = False
 
     def connection_made(self, transport) -> None:  # type: ignore[override]
         self.transport = transport
 
     def datagram_received(self, data: bytes, addr) -> None:  # type: ignore[override]
-        asyncio.ensure_future(self._forward(data, addr))
-
-    async def _forward(self, data: bytes, addr) -> None:
-        loop = asyncio.get_running_loop()
+        if self._closed:
+            return
         entry = self.peers.get(addr)
-        if entry is None:
-            front = self
-
-            class Back(asyncio.DatagramProtocol):
-                def datagram_received(self, reply: bytes, _a) -> None:  # type: ignore[override]
-                    if front.transport is not None:
-                        front.transport.sendto(reply, addr)
-
-            back, _ = await loop.create_datagram_endpoint(Back, remote_addr=self.target)
-            entry = (back, loop.call_later(_UDP_IDLE, self._drop, addr))
-            self.peers[addr] = entry
-        else:
+        if entry is not None:
             entry[1].cancel()
-            entry = (entry[0], loop.call_later(_UDP_IDLE, self._drop, addr))
-            self.peers[addr] = entry
-        entry[0].sendto(data)
+            self.peers[addr] = (entry[0], asyncio.get_running_loop().call_later(
+                _UDP_IDLE, self._drop, addr))
+            entry[0].sendto(data)
+        elif addr in self._pending:
+            self._pending[addr].append(data)
+        else:
+            self._pending[addr] = [data]
+            task = asyncio.get_running_loop().create_task(self._connect(addr))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _connect(self, addr) -> None:
+        loop = asyncio.get_running_loop()
+        front = self
+
+        class Back(asyncio.DatagramProtocol):
+            def datagram_received(self, reply: bytes, _a) -> None:  # type: ignore[override]
+                if front.transport is not None:
+                    front.transport.sendto(reply, addr)
+
+        try:
+            back, _ = await loop.create_datagram_endpoint(Back, remote_addr=self.target)
+        except OSError as err:
+            self._pending.pop(addr, None)
+            log.debug("proxy udp %s:%d: %s", *self.target, err)
+            return
+        queued = self._pending.pop(addr, [])
+        if self._closed:
+            back.close()
+            return
+        self.peers[addr] = (back, loop.call_later(_UDP_IDLE, self._drop, addr))
+        for data in queued:
+            back.sendto(data)
 
     def _drop(self, addr) -> None:
         entry = self.peers.pop(addr, None)
         if entry:
+            entry[1].cancel()
             entry[0].close()
 
     def close(self) -> None:
+        self._closed = True
         for addr in list(self.peers):
             self._drop(addr)
         if self.transport is not None:

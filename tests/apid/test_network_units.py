@@ -200,3 +200,39 @@ def test_bridge_name_unsafe_for_iptables_is_400(tmp_path, bridge):
     # a name of letters, digits, "_", "." and "-" still works
     asyncio.run(ctl.create_network({"Name": "n", "Options": {
         "com.docker.network.bridge.name": "dy-br_0.1"}}))
+
+
+def test_proxy_udp_burst_from_one_client_uses_one_upstream_socket():
+    """Datagrams that arrive while a client's upstream socket is being made wait for
+    it: one socket per client (none leaked), every datagram forwarded in order."""
+    from dockyard.apid.network.proxy import Proxy
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        seen: list[tuple[bytes, tuple]] = []
+        done = asyncio.Event()
+
+        class Sink(asyncio.DatagramProtocol):
+            def datagram_received(self, data, addr):
+                seen.append((data, addr))
+                if len(seen) == 5:
+                    done.set()
+
+        strans, _ = await loop.create_datagram_endpoint(Sink, local_addr=("127.0.0.1", 0))
+        udp = Proxy("udp", "127.0.0.1", 0, "127.0.0.1", strans.get_extra_info("sockname")[1])
+        port = await udp.start()
+        ctrans, _ = await loop.create_datagram_endpoint(asyncio.DatagramProtocol,
+                                                        remote_addr=("127.0.0.1", port))
+        try:
+            for i in range(5):
+                ctrans.sendto(b"%d" % i)
+            await asyncio.wait_for(done.wait(), 5)
+            assert [d for d, _ in seen] == [b"0", b"1", b"2", b"3", b"4"]
+            assert len({a for _, a in seen}) == 1
+            assert udp._udp is not None and len(udp._udp.peers) == 1
+        finally:
+            ctrans.close()
+            await udp.stop()
+            strans.close()
+
+    asyncio.run(main())
