@@ -921,7 +921,10 @@ class NetworkController:
         entry["NetworkSettings"] = {"Networks": settings["Networks"]}
         ports = []
         for key, binds in (settings.get("Ports") or {}).items():
-            port, proto = _port_key(key)
+            try:
+                port, proto = _port_key(key)
+            except errdefs.InvalidArgument:
+                continue  # an image's odd ExposedPorts key must not fail every `docker ps`
             if not binds:
                 ports.append({"PrivatePort": port, "Type": proto})
             for b in binds or []:

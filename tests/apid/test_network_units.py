@@ -236,3 +236,20 @@ def test_proxy_udp_burst_from_one_client_uses_one_upstream_socket():
             strans.close()
 
     asyncio.run(main())
+
+
+def test_ps_summary_skips_an_unparsable_exposed_port(tmp_path):
+    """ExposedPorts come from images unchecked: a bad key is left out of `docker ps`
+    instead of failing the whole list with 400."""
+    ctl = NetworkController(str(tmp_path), str(tmp_path / "exec"), enabled=False)
+    asyncio.run(ctl.startup())
+    asyncio.run(ctl.create_network({"Name": "n3", "IPAM": {"Config": [
+        {"Subnet": "10.22.0.0/24"}]}}))
+    c = _container(tmp_path, NetworkMode="n3")
+    c.config["ExposedPorts"] = {"80/tcp": {}, "http/tcp": {}}
+    ctl.created(c)
+    ctl.store.endpoints[c.id][ctl.find("n3").id].ip = "10.22.0.2"
+    c.state = State(status="running")
+    entry: dict = {}
+    ctl.summary(c, entry)
+    assert entry["Ports"] == [{"PrivatePort": 80, "Type": "tcp"}]
