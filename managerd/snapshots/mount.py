@@ -132,17 +132,19 @@ def _mount_sys(m: Mount, dest: str, flags: int, propagation: int, data: str) -> 
     try:
         if flags & MS_BIND:
             sc.mount(m.source, dest, None, flags & (MS_BIND | MS_REC))
-            extra = flags & ~(MS_BIND | MS_REC)
-            if extra:  # a bind takes no other flags: remount it with them (as mount(8))
-                try:
-                    sc.mount(None, dest, None, MS_REMOUNT | MS_BIND | extra)
-                except OSError:
-                    sc.umount2(dest, MNT_DETACH)
-                    raise
         else:
             sc.mount(m.source or m.type, dest, m.type, flags, data or None)
-        if propagation:
-            sc.mount(None, dest, None, propagation)
+        try:
+            extra = flags & ~(MS_BIND | MS_REC) if flags & MS_BIND else 0
+            if extra:  # a bind takes no other flags: remount it with them (as mount(8))
+                sc.mount(None, dest, None, MS_REMOUNT | MS_BIND | extra)
+            if propagation:
+                sc.mount(None, dest, None, propagation)
+        except OSError:
+            # mounted but not as asked: undo it here, mount_all's rollback only
+            # knows the mounts that completed
+            sc.umount2(dest, MNT_DETACH)
+            raise
     except OSError as err:
         raise OSError(err.errno, f"mount {m.type} `{m.source}` on `{dest}`: "
                                  f"{os.strerror(err.errno or 0)}") from None

@@ -111,3 +111,22 @@ def test_detach_frees_the_mount_point_and_tears_down_later(base):
     assert os.listdir(upper) == ["kept"]
     m.detach(target)  # nothing mounted: no error
     m.detach(str(base / "missing"))
+
+
+def test_failed_propagation_change_undoes_the_mount(base, monkeypatch):
+    src, target = _dirs(base, "src", "t")
+    real = m._syscalls()
+
+    class PropagationFails:
+        def mount(self, source, dest, fstype, flags, data=None):
+            if flags & m.MS_PRIVATE:
+                raise OSError(22, "Invalid argument")
+            return real.mount(source, dest, fstype, flags, data)
+
+        def umount2(self, dest, flags):
+            return real.umount2(dest, flags)
+
+    monkeypatch.setattr(m, "_syscalls", PropagationFails)
+    with pytest.raises(OSError, match="bind .*on .*t"):
+        mount_all([Mount("bind", src, ("rbind", "ro", "rprivate"))], target)
+    assert not is_mountpoint(target)
