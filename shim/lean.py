@@ -19,8 +19,9 @@ traced calls (TRACEPARENT), flags this module does not know; for `exec`
 it first starts shim/_warm.py's no-op cgroup writer, so the kernel's grace
 period runs while cli.py loads. Once it has
 acted, a step that fails hands over too when the full verb is safe to run
-again from there (delete: a cgroup rmdir that fails; start: an init that
-died before reading the fifo, which the full verb reports as stopped).
+again from there (delete: a cgroup rmdir or the state dir's rename that
+fails; start: an init that died before reading the fifo, which the full
+verb reports as stopped).
 What it does must stay what container.py does: tests/unit/shim/test_lean.py
 and tests/oci/test_lean.py compare both paths.
 
@@ -377,9 +378,12 @@ def _delete(directory: str, state: dict, rest: list[str]) -> int | None:
         return 0
     except OSError as err:
         if err.errno not in (_ENOTEMPTY, _EEXIST):
-            raise
-        _rmtree(hidden)
-        posix.rename(directory, hidden)
+            return None  # the state dir is untouched: cli.py retries and words the error
+        try:
+            _rmtree(hidden)
+            posix.rename(directory, hidden)
+        except OSError:
+            return None
     _rmtree(hidden)
     return 0
 

@@ -71,3 +71,32 @@ def test_launcher_is_python_with_the_flags_in_the_shebang():
     assert first == "#!/usr/bin/python3 -IS"
     ast.parse(body)
     assert "'/opt/dock yard/shim/lean.py'" in body and "lean.run('/opt/dock yard/src')" in body
+
+
+def test_delete_hands_over_when_the_state_dir_cannot_be_renamed(monkeypatch, tmp_path):
+    import errno
+    import json
+    import os
+    import posix
+
+    directory = tmp_path / "c1"
+    directory.mkdir()
+    # a stopped container: our own pid with another start time is not its init
+    (directory / "state.json").write_text(json.dumps({
+        "id": "c1", "pid": os.getpid(), "start_time": 1,
+        "cgroup": {"version": 2, "path": str(tmp_path / "no-such-cgroup")}}))
+
+    class Busy:
+        def __getattr__(self, name):
+            return getattr(posix, name)
+
+        @staticmethod
+        def rename(src, dst):
+            raise OSError(errno.EBUSY, "Device or resource busy", src)
+
+    monkeypatch.setattr(lean, "posix", Busy())
+    assert lean.main(["--root", str(tmp_path), "delete", "c1"]) is None
+    assert (directory / "state.json").exists()
+    monkeypatch.undo()
+    assert lean.main(["--root", str(tmp_path), "delete", "c1"]) == 0
+    assert not directory.exists() and os.listdir(tmp_path) == []
