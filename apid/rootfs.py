@@ -526,7 +526,7 @@ def extract_tar(rootfd: int, path: str, src: IO[bytes], no_overwrite_dir_non_dir
         with tarfile.open(fileobj=src, mode="r|*") as tar:
             for member in tar:
                 name = os.path.normpath(member.name).lstrip("/")
-                if name.startswith("..") or "/../" in f"/{name}/":
+                if _escapes(name):
                     raise errdefs.InvalidArgument(f"invalid tar entry: {member.name}")
                 if name in (".", ""):
                     continue  # the extraction point itself
@@ -550,6 +550,13 @@ def extract_tar(rootfd: int, path: str, src: IO[bytes], no_overwrite_dir_non_dir
                         os.close(dfd)
             finally:
                 os.close(fd)
+
+
+def _escapes(name: str) -> bool:
+    """Whether a normalised relative tar name climbs above the extraction point (a
+    `..` component: normpath leaves them only in front). `..foo` is a plain name, as
+    for moby's archive breakout check (a `../` prefix)."""
+    return name.split("/", 1)[0] == ".."
 
 
 def _extract_one(tar: tarfile.TarFile, member: tarfile.TarInfo, rootfd: int, path: str,
@@ -601,7 +608,7 @@ def _extract_one(tar: tarfile.TarFile, member: tarfile.TarInfo, rootfd: int, pat
             os.utime(base, (member.mtime, member.mtime), dir_fd=parent, follow_symlinks=False)
         elif member.islnk():
             link = os.path.normpath(member.linkname).lstrip("/")
-            if link.startswith("..") or "/../" in f"/{link}/":
+            if _escapes(link):
                 raise errdefs.InvalidArgument(f"invalid hard link target in tar entry "
                                               f"{name}: {member.linkname}")
             try:

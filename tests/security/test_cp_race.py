@@ -322,3 +322,27 @@ def test_cp_never_uses_the_root_of_a_reused_pid(tmp_path, host_marker):
     with open("/proc/self/mountinfo") as f:
         assert "dockyard-cp-" not in f.read()
     host_marker.assert_untouched()
+
+
+def test_cp_extract_takes_dotdot_prefixed_names_refuses_dotdot(tmp_path):
+    """`..foo` is a plain file name (moby checks for a `../` prefix); `../x` and a hard
+    link to `../x` climb out and are refused."""
+    root = tmp_path / "root"
+    (root / "dst").mkdir(parents=True)
+    fd = os.open(root, os.O_PATH | os.O_DIRECTORY)
+    try:
+        rootfs.extract_tar(fd, "/dst", io.BytesIO(tar_of({"..foo": b"a", "d/..bar": b"b"})))
+        assert (root / "dst" / "..foo").read_bytes() == b"a"
+        assert (root / "dst" / "d" / "..bar").read_bytes() == b"b"
+        with pytest.raises(errdefs.InvalidArgument, match="invalid tar entry"):
+            rootfs.extract_tar(fd, "/dst", io.BytesIO(tar_of({"d/../../x": b"c"})))
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tf:
+            ti = tarfile.TarInfo("hl")
+            ti.type, ti.linkname = tarfile.LNKTYPE, "../x"
+            tf.addfile(ti)
+        with pytest.raises(errdefs.InvalidArgument, match="invalid hard link target"):
+            rootfs.extract_tar(fd, "/dst", io.BytesIO(buf.getvalue()))
+    finally:
+        os.close(fd)
+    assert not (tmp_path / "x").exists()
