@@ -6,8 +6,12 @@ import os
 import queue
 import shutil
 import threading
+from collections.abc import Callable
+from typing import Generic, TypeVar
 
-__all__ = ["atomic_delete", "fsync_dir", "write_atomic", "wait_deletions"]
+__all__ = ["atomic_delete", "fsync_dir", "write_atomic", "wait_deletions", "BackgroundQueue"]
+
+T = TypeVar("T")
 
 
 def fsync_dir(path: str) -> None:
@@ -47,49 +51,52 @@ def atomic_delete(path: str, background: bool = False) -> None:
     except FileNotFoundError:
         return
     if background:
-        _Remover.get().put(hidden)
+        _removals.put(hidden)
     else:
         shutil.rmtree(hidden, ignore_errors=True)
 
 
 def wait_deletions(timeout: float = 30.0) -> bool:
     """Wait until every background removal queued so far is done (False on timeout)."""
-    remover = _Remover.instance
-    return remover is None or remover.wait(timeout)
+    return _removals.wait(timeout)
 
 
-class _Remover:
-    """The daemon thread behind ``atomic_delete(background=True)``."""
+class BackgroundQueue(Generic[T]):
+    """One daemon thread that runs ``action(item)`` for each queued item, in order
+    (started at the first ``put``); ``action`` must not raise. Behind
+    ``atomic_delete(background=True)`` and snapshots.mount's ``detach``."""
 
-    instance: _Remover | None = None
-    _lock = threading.Lock()
-
-    def __init__(self) -> None:
-        self._queue: queue.SimpleQueue[str] = queue.SimpleQueue()
+    def __init__(self, name: str, action: Callable[[T], None]) -> None:
+        self._name = name
+        self._action = action
+        self._queue: queue.SimpleQueue[T] = queue.SimpleQueue()
         self._pending = 0
         self._cond = threading.Condition()
-        threading.Thread(target=self._run, name="atomic-delete", daemon=True).start()
+        self._started = False
 
-    @classmethod
-    def get(cls) -> _Remover:
-        with cls._lock:
-            if cls.instance is None:
-                cls.instance = cls()
-            return cls.instance
-
-    def put(self, path: str) -> None:
+    def put(self, item: T) -> None:
         with self._cond:
             self._pending += 1
-        self._queue.put(path)
+            if not self._started:
+                threading.Thread(target=self._run, name=self._name, daemon=True).start()
+                self._started = True
+        self._queue.put(item)
 
     def wait(self, timeout: float) -> bool:
+        """Wait until every item queued so far is done (False on timeout)."""
         with self._cond:
             return self._cond.wait_for(lambda: self._pending == 0, timeout)
 
     def _run(self) -> None:
         while True:
-            path = self._queue.get()
-            shutil.rmtree(path, ignore_errors=True)
-            with self._cond:
-                self._pending -= 1
-                self._cond.notify_all()
+            item = self._queue.get()
+            try:
+                self._action(item)
+            finally:
+                with self._cond:
+                    self._pending -= 1
+                    self._cond.notify_all()
+
+
+_removals: BackgroundQueue[str] = BackgroundQueue(
+    "atomic-delete", lambda path: shutil.rmtree(path, ignore_errors=True))

@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import errno
 import os
-import queue
 import re
 import subprocess
-import threading
 from dataclasses import dataclass, field
+
+from dockyard.managerd.atomic import BackgroundQueue
 
 from dockyard.errdefs import InvalidArgument
 
@@ -242,55 +242,25 @@ def detach(target: str) -> None:
                 return
             raise OSError(err.errno, f"unmount `{target}`: "
                                      f"{os.strerror(err.errno or 0)}") from None
-        _Closer.get().put(fd)
+        _teardowns.put(fd)
     raise OSError(errno.EBUSY, f"unmount `{target}`: still mounted after 1000 unmounts")
 
 
 def wait_detached(timeout: float = 30.0) -> bool:
     """Wait until the teardowns detach() queued so far are done (False on timeout)."""
-    closer = _Closer.instance
-    return closer is None or closer.wait(timeout)
+    return _teardowns.wait(timeout)
 
 
-class _Closer:
-    """The daemon thread that closes detach()'s descriptors (the filesystems' teardown
-    runs in the thread that drops the last reference)."""
+def _close_quietly(fd: int) -> None:
+    try:
+        os.close(fd)
+    except OSError:
+        pass
 
-    instance: _Closer | None = None
-    _lock = threading.Lock()
 
-    def __init__(self) -> None:
-        self._queue: queue.SimpleQueue[int] = queue.SimpleQueue()
-        self._pending = 0
-        self._cond = threading.Condition()
-        threading.Thread(target=self._run, name="mount-teardown", daemon=True).start()
-
-    @classmethod
-    def get(cls) -> _Closer:
-        with cls._lock:
-            if cls.instance is None:
-                cls.instance = cls()
-            return cls.instance
-
-    def put(self, fd: int) -> None:
-        with self._cond:
-            self._pending += 1
-        self._queue.put(fd)
-
-    def wait(self, timeout: float) -> bool:
-        with self._cond:
-            return self._cond.wait_for(lambda: self._pending == 0, timeout)
-
-    def _run(self) -> None:
-        while True:
-            fd = self._queue.get()
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-            with self._cond:
-                self._pending -= 1
-                self._cond.notify_all()
+# closes detach()'s descriptors: the filesystems' teardown runs in the thread that
+# drops the last reference
+_teardowns: BackgroundQueue[int] = BackgroundQueue("mount-teardown", _close_quietly)
 
 
 def is_mountpoint(path: str) -> bool:
