@@ -111,14 +111,26 @@ def split(path: str) -> tuple[str, str]:
 def resolve(rootfd: int, path: str, follow_last: bool = True) -> int:
     """An O_PATH fd of container path `path` (absolute or not: both from the root).
 
+    A trailing `/` or `/.` names a directory (as for the kernel's own lookups): a
+    file there is ENOTDIR, not the file.
+
     Raises:
         OSError: ENOENT, ENOTDIR, ELOOP (too many symlinks) as the lookup met them.
     """
+    if path.endswith(("/", "/.")) and components(path):
+        follow_last = True  # the kernel follows a final symlink before a trailing slash
+        must_dir = os.O_DIRECTORY
+    else:
+        must_dir = 0
     if _use_openat2:
-        flags = os.O_PATH | (0 if follow_last else os.O_NOFOLLOW)
+        flags = os.O_PATH | must_dir | (0 if follow_last else os.O_NOFOLLOW)
         return _openat2(rootfd, "/" + "/".join(components(path)), flags,
                         RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
-    return _walk(rootfd, path, follow_last)[0]
+    fd = _walk(rootfd, path, follow_last)[0]
+    if must_dir and not stat.S_ISDIR(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), path)
+    return fd
 
 
 def resolve_path(rootfd: int, path: str, follow_last: bool = True) -> str:

@@ -346,3 +346,27 @@ def test_cp_extract_takes_dotdot_prefixed_names_refuses_dotdot(tmp_path):
     finally:
         os.close(fd)
     assert not (tmp_path / "x").exists()
+
+
+def test_cp_trailing_slash_on_a_file_is_not_found(tmp_path, resolver):
+    """`docker cp c:/f/ .` names a directory: a file there is 404 (ENOTDIR), not an
+    empty archive or the file's stat; a symlink to a directory is followed."""
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "f").write_bytes(b"x")
+    (root / "d").mkdir()
+    (root / "d" / "in").write_bytes(b"y")
+    os.symlink("/d", root / "l")
+    fd = os.open(root, os.O_PATH | os.O_DIRECTORY)
+    try:
+        for path in ("/f/", "/f/."):
+            with pytest.raises(errdefs.NotFound, match="Could not find the file"):
+                rootfs.path_stat(fd, path)
+            with pytest.raises(errdefs.NotFound):
+                rootfs.tar_path(fd, path, io.BytesIO())
+        assert rootfs.path_stat(fd, "/f")["size"] == 1
+        out = io.BytesIO()
+        rootfs.tar_path(fd, "/l/", out)
+        assert contents(out.getvalue()) == [b"y"]
+    finally:
+        os.close(fd)
