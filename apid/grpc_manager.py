@@ -87,6 +87,22 @@ def _map_errors(what: str) -> Iterator[None]:
         raise kind(err.details() or f"{what}: {err.code().name}") from None
 
 
+async def _rendered(call: Any, what: str, renderer: Any) -> AsyncIterator[dict[str, Any]]:
+    """A transfer stream's messages as Docker progress objects. The call is cancelled
+    however the stream ends early (the HTTP client went away, an error): managerd then
+    stops the pull or push instead of finishing it for nobody."""
+    try:
+        with _mapped(what):
+            while True:
+                msg = await call.read()
+                if msg is grpc.aio.EOF:
+                    return
+                for obj in renderer.render(msg):
+                    yield obj
+    finally:
+        call.cancel()
+
+
 def normalize_ref(ref: str) -> str:
     """Docker's reference normalisation: `busybox` -> `docker.io/library/busybox:latest`."""
     name, digest = ref, ""
@@ -513,16 +529,9 @@ class GrpcManager:
         call = self.transfer.Pull(xpb.PullRequest(reference=ref, platform=platform,
                                                   credentials=self._creds(auth)),
                                   metadata=self.md())
-        try:
-            with _mapped(f"pull {ref}"):
-                while True:
-                    msg = await call.read()
-                    if msg is grpc.aio.EOF:
-                        return
-                    for obj in renderer.render(msg):
-                        yield obj
-        finally:
-            call.cancel()  # the HTTP client went away (or we failed): managerd stops the pull
+        async with contextlib.aclosing(_rendered(call, f"pull {ref}", renderer)) as objs:
+            async for obj in objs:
+                yield obj
 
     async def push(self, name: str, reference: str, auth: dict[str, Any]
                    ) -> AsyncIterator[dict[str, Any]]:
@@ -532,13 +541,9 @@ class GrpcManager:
         call = self.transfer.Push(xpb.PushRequest(name=name, reference=reference,
                                                   credentials=self._creds(auth)),
                                   metadata=self.md())
-        with _mapped(f"push {name}"):
-            while True:
-                msg = await call.read()
-                if msg is grpc.aio.EOF:
-                    return
-                for obj in renderer.render(msg):
-                    yield obj
+        async with contextlib.aclosing(_rendered(call, f"push {name}", renderer)) as objs:
+            async for obj in objs:
+                yield obj
 
     async def image_summaries(self, all_images: bool = False) -> list[dict[str, Any]]:
         with _mapped("list images"):
