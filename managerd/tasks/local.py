@@ -907,7 +907,7 @@ class TaskManager:
                     task.popen.kill()
                     task.popen.wait()
             elif pidfd is not None:
-                if not select.select([pidfd], [], [], 5.0)[0]:
+                if not _pidfd_exited(pidfd, 5.0):
                     log.warning("monitor still running 5 s after shutdown container_id=%s",
                                 task.id)
             else:
@@ -1104,6 +1104,14 @@ def _monitor_pidfd(task_dir: str) -> int | None:
         return os.pidfd_open(pid) if pid > 0 else None
     except (OSError, ValueError):
         return None
+
+
+def _pidfd_exited(pidfd: int, timeout: float) -> bool:
+    """Wait up to timeout for the process behind pidfd to exit (poll, not select: a
+    managerd with many tasks has descriptors past select's FD_SETSIZE of 1024)."""
+    poller = select.poll()
+    poller.register(pidfd, select.POLLIN)
+    return bool(poller.poll(timeout * 1000))
 
 
 def _wait_gone(task_dir: str, timeout: float = 5.0) -> None:

@@ -275,3 +275,25 @@ def test_log_lines_in_bulk_and_split(tmp_path):
         ("yyyyyy", 16384, "stdout")]
     assert recs[0]["log"] == 'a "q" \\ \t\ufffd café\n'
     assert bytes(proc.partial[wire.STDOUT]) == b"y" * (17000 - 16384)
+
+
+def test_monitor_pidfd_wait_works_past_fd_setsize():
+    """Delete waits for a monitor it cannot reap through a pidfd; managerd may hold more
+    than 1024 descriptors (a subscription per task), past what select() takes."""
+    import resource
+    import subprocess
+
+    from dockyard.managerd.tasks import local
+
+    if resource.getrlimit(resource.RLIMIT_NOFILE)[0] <= 1500:
+        pytest.skip("RLIMIT_NOFILE too low for a descriptor past 1024")
+    child = subprocess.Popen(["sleep", "0.2"])
+    pidfd = os.pidfd_open(child.pid)
+    high = os.dup2(pidfd, 1500, inheritable=False)
+    os.close(pidfd)
+    try:
+        assert not local._pidfd_exited(high, 0.01)
+        assert local._pidfd_exited(high, 10)
+    finally:
+        os.close(high)
+        child.wait()
