@@ -16,6 +16,7 @@ from typing import Any
 from dockyard.apid.deps import DaemonDep, qbool
 from dockyard.apid.events import parse_filters
 from dockyard.apid.netns import path_for
+from dockyard.apid.routes.system import _when
 from dockyard.apid.views import _label_match
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
@@ -126,8 +127,11 @@ async def disconnect_network(ref: str, body: NetworkConnect, *, daemon: DaemonDe
 @router.post("/networks/prune")
 async def prune_networks(filters: str | None = None, *, daemon: DaemonDep) -> dict:
     flt = parse_filters(filters, {"label", "label!", "until"})
+    until = _when(flt["until"][0]) if flt.get("until") else None
 
     def keep(net) -> bool:
+        if until is not None and net.created >= until:
+            return True
         if flt.get("label") and not _label_match(net.labels, flt["label"]):
             return True
         if flt.get("label!") and _label_match(net.labels, flt["label!"]):

@@ -351,3 +351,14 @@ def test_image_list_filters(env):
     assert len(client.get("/images/json", params={"filters": flt}).json()) == 1
     flt = json.dumps({"dangling": {"true": True}})
     assert client.get("/images/json", params={"filters": flt}).json() == []
+
+
+def test_network_prune_keeps_networks_newer_than_until(env):
+    client, _, daemon = env
+    assert client.post("/networks/create", json={"Name": "old"}).status_code == 201
+    assert client.post("/networks/create", json={"Name": "new"}).status_code == 201
+    daemon.network.find("old").created = time.time() - 3600
+    flt = json.dumps({"until": [str(time.time() - 60)]})
+    r = client.post("/networks/prune", params={"filters": flt})
+    assert r.status_code == 200 and r.json()["NetworksDeleted"] == ["old"]
+    assert client.get("/networks/new").status_code == 200
