@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from dockyard import errdefs
 
 __all__ = ["Pool", "parse_subnet", "parse_address", "default_pools", "pick_subnet",
-           "mac_for", "overlaps"]
+           "mac_for"]
 
 IPv4Net = ipaddress.IPv4Network
 
@@ -52,10 +52,6 @@ def _is_cidr(text: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-def overlaps(a: IPv4Net, b: IPv4Net) -> bool:
-    return a.overlaps(b)
 
 
 def default_pools() -> Iterator[IPv4Net]:

@@ -181,17 +181,6 @@ class Links:
         except Exception:  # noqa: BLE001 - already gone
             pass
 
-    async def detach_in_ns(self, ns_path: str, ifname: str) -> None:
-        """Delete ifname inside a namespace (its host-side peer goes with it)."""
-        nl = _ipr(await asyncio.to_thread(netns.netlink_fd, ns_path))
-        try:
-            await nl.link("del", ifname=ifname)
-        except Exception as err:  # noqa: BLE001
-            if _code(err) != _ENODEV:
-                raise
-        finally:
-            nl.close()
-
     async def subnets_in_use(self) -> list[ipaddress.IPv4Network]:
         """IPv4 destinations of the host's main routing table, default route excepted."""
         ipr = await self._h()
