@@ -201,8 +201,8 @@ def _scanner():  # noqa: ANN202
     return _json.make_scanner(Context())
 
 
-def _proc_stat(pid: int) -> tuple[str, int, int] | None:
-    """(state letter, start time, flags) of a pid from /proc, None if it is gone."""
+def _proc_stat(pid: int) -> tuple[str, int] | None:
+    """(state letter, start time) of a pid from /proc, None if it is gone."""
     try:
         fd = posix.open(f"/proc/{pid}/stat", posix.O_RDONLY | posix.O_CLOEXEC)
     except (FileNotFoundError, ProcessLookupError):
@@ -214,7 +214,7 @@ def _proc_stat(pid: int) -> tuple[str, int, int] | None:
     finally:
         posix.close(fd)
     fields = data[data.rindex(b")") + 2:].split()
-    return fields[0].decode(), int(fields[19]), int(fields[6])
+    return fields[0].decode(), int(fields[19])
 
 
 def _alive(pid: int, start: int) -> bool:
