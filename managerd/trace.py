@@ -21,7 +21,8 @@ Spans go to ``<trace dir>/<trace id>.jsonl``, the file apid reads; the
 format (one JSON object per line, one O_APPEND write each) is documented in
 apid/trace.py. Calls without ``traceparent`` record nothing and create no
 file. The server removes old span files (``dockyard.tracefiles.Sweeper``, flags
-``--trace-max-age/-files/-bytes``: at start and periodically). Owns: the interceptor, the current-span context and span writing.
+``--trace-max-age/-files/-bytes``: at start and periodically). Owns: the
+interceptor, the current-span context and span writing.
 Must not: fail a call because a span could not be written (it is logged).
 """
 
