@@ -41,8 +41,14 @@ class ExecStart(BaseModel):
     ConsoleSize: list[int] | None = None
 
 
-# detached execs still being waited for
+# execs still being waited for after their request ended (detached, or the client went
+# away or detached from an attached one): the loop keeps only weak references to tasks
 _detached: set[asyncio.Task] = set()
+
+
+def _keep(task: asyncio.Task) -> None:
+    _detached.add(task)
+    task.add_done_callback(_detached.discard)
 
 
 @router.post("/containers/{ref}/exec", status_code=201)
@@ -66,9 +72,7 @@ async def exec_start(request: Request, exec_id: str, *, daemon: DaemonDep) -> Re
         async def finish() -> None:
             with contextlib.suppress(errdefs.EngineError):
                 await daemon.exec_finish(rec, c)
-        task = asyncio.get_running_loop().create_task(finish())
-        _detached.add(task)  # the loop keeps only a weak reference
-        task.add_done_callback(_detached.discard)
+        _keep(asyncio.get_running_loop().create_task(finish()))
         return Response(status_code=200)
     want_in = bool(cfg.get("AttachStdin"))
     session = await daemon.manager.attach(c.id, rec.id, stdin=want_in,
@@ -91,6 +95,7 @@ async def exec_start(request: Request, exec_id: str, *, daemon: DaemonDep) -> Re
             await raw.write(message if tty else frame(STDERR, message))
             return Response()
         runner = asyncio.get_running_loop().create_task(daemon.exec_finish(rec, c))
+        _keep(runner)  # it outlives this request when the stream ends first
         await attach_mod.pump(raw, session, tty=tty, stdin=want_in, stdin_once=True,
                               detach_keys=attach_mod.parse_detach_keys(cfg.get("DetachKeys")),
                               close=False)
