@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import ipaddress
 import logging
 import os
 import re
@@ -302,6 +303,11 @@ class NetworkController:
                 host_ip = ((b or {}).get("HostIp") or "").strip("[]")
                 if host_ip and ":" not in host_ip:
                     ipam.parse_address(host_ip, "host IP")
+                elif host_ip:  # an IPv6 host address: the proxy binds it, so it must parse
+                    try:
+                        ipaddress.IPv6Address(host_ip)
+                    except ValueError:
+                        raise errdefs.InvalidArgument(f"invalid host IP: {host_ip}") from None
         for key, cfg in ((nc or {}).get("EndpointsConfig") or {}).items():
             name = "bridge" if key == "default" else key
             if name in _SHARED_MODES:

@@ -100,6 +100,11 @@ def test_check_create_and_settings(tmp_path):
         {"Subnet": "10.21.0.0/24"}]}}))
     with pytest.raises(errdefs.InvalidArgument, match="invalid port specification"):
         ctl.check_create({"NetworkMode": "n2", "PortBindings": {"99999/tcp": [{}]}})
+    for bad_ip in ("zz::zz", "1.2.3.4:5"):  # bind() would call it a taken port
+        with pytest.raises(errdefs.InvalidArgument, match="invalid host IP"):
+            ctl.check_create({"NetworkMode": "n2", "PortBindings": {"80/tcp": [
+                {"HostIp": bad_ip}]}})
+    ctl.check_create({"NetworkMode": "n2", "PortBindings": {"80/tcp": [{"HostIp": "[::1]"}]}})
     with pytest.raises(errdefs.InvalidArgument, match="user defined networks only"):
         ctl.check_create({"NetworkMode": "host"}, {"EndpointsConfig": {
             "bridge": {"IPAMConfig": {"IPv4Address": "10.0.0.2"}}}})
