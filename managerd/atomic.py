@@ -1,4 +1,6 @@
-"""Crash-safe file operations managerd uses for state on disk (runc/containerd style)."""
+"""Crash-safe file operations managerd uses for state on disk (runc/containerd style),
+and the BackgroundQueue that finishes deletions (and snapshots.mount's teardowns) off
+the caller's path."""
 
 from __future__ import annotations
 
