@@ -274,9 +274,6 @@ class NetworkController:
             return None
         return self.find(mode)
 
-    def uses_bridge(self, c: Container) -> bool:
-        return bool(self.store.endpoints.get(c.id))
-
     # --- create --------------------------------------------------------------------------
 
     def check_create(self, hc: dict[str, Any], nc: dict[str, Any] | None = None) -> None:

@@ -73,10 +73,6 @@ class Endpoint:
     host_veth: str = ""
     ifname: str = ""
 
-    @property
-    def active(self) -> bool:
-        return bool(self.ip)
-
 
 class Store:
     """The whole network state, loaded once and saved after every change."""
