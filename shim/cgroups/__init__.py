@@ -15,8 +15,7 @@ Usage (shim-runtime)::
     mgr = open_manager(spec["linux"].get("cgroupsPath"), container_id)
     mgr.create(); mgr.add(pid)
     resources = dict(spec["linux"].get("resources") or {})
-    resources["devices"] = devices.with_defaults(resources.get("devices"),
-                                                 spec["linux"].get("devices"))
+    resources["devices"] = devices.with_defaults(resources.get("devices"))
     mgr.set(resources)                    # also `update` (runc leaves devices out)
     state["cgroup"] = mgr.to_dict()       # later: Manager.from_dict(...)
     mgr.freeze() / mgr.thaw() / mgr.state() / mgr.pids() / mgr.stats() / mgr.oom_count()
