@@ -494,6 +494,9 @@ class Daemon:
             if opt.startswith("seccomp=") and opt[8:] not in ("unconfined", "default"):
                 seccomp_text = opt[8:]
         hc = host_config or c.host_config
+        # a --device directory is walked (`--device /` walks the host): off the event loop
+        nodes = await asyncio.to_thread(devices.resolve, hc.get("Devices"),
+                                        bool(hc.get("Privileged"))) if hc.get("Devices") else []
         return translate.build_spec(translate.SpecInputs(
             container_id=c.id, config=c.config, host_config=hc,
             hostname=c.config["Hostname"], user=uid_gid,
@@ -503,7 +506,7 @@ class Daemon:
             init_path=self.config.init_path, seccomp_profile=seccomp_text,
             cgroup_parent=self.config.cgroup_parent, host_caps=_host_caps(),
             netns_path=self._netns(c),
-            devices=devices.resolve(hc.get("Devices"), bool(hc.get("Privileged"))),
+            devices=nodes,
             ns_joins={kind: namespaces.join_path(self.config.exec_root, c.id, kind)
                       for kind in namespaces.JOIN_KINDS
                       if translate.container_mode(hc.get(_MODE_KEYS[kind]) or "") is not None},

@@ -362,3 +362,28 @@ def test_network_prune_keeps_networks_newer_than_until(env):
     r = client.post("/networks/prune", params={"filters": flt})
     assert r.status_code == 200 and r.json()["NetworksDeleted"] == ["old"]
     assert client.get("/networks/new").status_code == 200
+
+
+def test_device_mappings_are_read_off_the_event_loop(env, monkeypatch):
+    """A --device directory is walked (`--device /` walks the whole host): never on the
+    loop that serves every other request."""
+    import asyncio
+
+    from dockyard.apid import devices
+
+    client, _, _ = env
+    seen = []
+    real = devices.resolve
+
+    def resolve(*args, **kwargs):
+        try:
+            asyncio.get_running_loop()
+            seen.append("on the loop")
+        except RuntimeError:
+            seen.append("in a thread")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(devices, "resolve", resolve)
+    r = create(client, HostConfig={"Devices": [{"PathOnHost": "/dev/null"}]})
+    assert r.status_code == 201, r.text
+    assert seen == ["in a thread"]
