@@ -21,7 +21,7 @@ from dockyard.client.api import q
 from dockyard.client.commands.container import parse_filters
 from dockyard.client.context import CLIError, Context, add_verb
 
-__all__ = ["register", "natural_key", "created_at", "inspect_objects"]
+__all__ = ["register", "natural_key", "created_at", "inspect_objects", "kv_pairs"]
 
 NET_HEADERS = {"ID": "NETWORK ID", "Name": "NAME", "Driver": "DRIVER", "Scope": "SCOPE",
                "IPv4": "IPV4", "IPv6": "IPV6", "Internal": "INTERNAL", "Labels": "LABELS",
@@ -50,7 +50,9 @@ def _usage(ctx: Context, message: str) -> CLIError:
     return CLIError(f"dockyard: {message}\nSee 'dockyard {ctx.verb} --help'.", 125)
 
 
-def _kv(items: list[str], what: str, ctx: Context) -> dict[str, str]:
+def kv_pairs(items: list[str], what: str, ctx: Context) -> dict[str, str]:
+    """Repeated KEY=VALUE flags (--opt, --label, ...) -> a dict; a usage error (125)
+    for an entry without a key."""
     out: dict[str, str] = {}
     for item in items:
         key, _, value = item.partition("=")
@@ -133,15 +135,15 @@ def network_create(ctx: Context, ns: argparse.Namespace) -> int:
         "Name": ns.name,
         "Driver": ns.driver,
         "Scope": ns.scope or "",
-        "IPAM": {"Driver": ns.ipam_driver, "Options": _kv(ns.ipam_opt, "--ipam-opt", ctx),
+        "IPAM": {"Driver": ns.ipam_driver, "Options": kv_pairs(ns.ipam_opt, "--ipam-opt", ctx),
                  "Config": _ipam_config(ctx, ns)},
         "Internal": bool(ns.internal),
         "Attachable": bool(ns.attachable),
         "Ingress": bool(ns.ingress),
         "ConfigOnly": bool(ns.config_only),
         "ConfigFrom": {"Network": ns.config_from} if ns.config_from else None,
-        "Options": _kv(ns.opt, "--opt", ctx),
-        "Labels": _kv(ns.label, "--label", ctx),
+        "Options": kv_pairs(ns.opt, "--opt", ctx),
+        "Labels": kv_pairs(ns.label, "--label", ctx),
     }
     if ns.ipv6 is not None:
         body["EnableIPv6"] = ns.ipv6
@@ -279,7 +281,7 @@ def network_connect(ctx: Context, ns: argparse.Namespace) -> int:
     if ns.link:
         ep["Links"] = list(ns.link)
     if ns.driver_opt:
-        ep["DriverOpts"] = _kv(ns.driver_opt, "--driver-opt", ctx)
+        ep["DriverOpts"] = kv_pairs(ns.driver_opt, "--driver-opt", ctx)
     if ns.gw_priority:
         ep["GwPriority"] = ns.gw_priority
     ctx.client.request("POST", f"/networks/{q(ns.network)}/connect",

@@ -14,7 +14,7 @@ from typing import Any
 from dockyard.client import api, output
 from dockyard.client.api import q
 from dockyard.client.commands.container import parse_filters
-from dockyard.client.commands.network import inspect_objects, natural_key
+from dockyard.client.commands.network import inspect_objects, kv_pairs, natural_key
 from dockyard.client.context import CLIError, Context, add_verb
 
 __all__ = ["register"]
@@ -26,23 +26,13 @@ VOL_HEADERS = {"Name": "VOLUME NAME", "Driver": "DRIVER", "Scope": "SCOPE",
 VOL_TABLE = "table {{.Driver}}\t{{.Name}}"
 
 
-def _kv(items: list[str], flag: str) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for item in items:
-        key, _, value = item.partition("=")
-        if not key:
-            raise CLIError(f"dockyard: invalid argument {item!r} for {flag}: use KEY=VALUE", 125)
-        out[key] = value
-    return out
-
-
 def volume_create(ctx: Context, ns: argparse.Namespace) -> int:
     name = ns.volume or ns.name or ""
     if ns.volume and ns.name and ns.volume != ns.name:
         raise CLIError("dockyard: conflicting options: cannot specify a volume-name through "
                        "both --name and as a positional arg", 125)
-    body = {"Name": name, "Driver": ns.driver, "DriverOpts": _kv(ns.opt, "--opt"),
-            "Labels": _kv(ns.label, "--label")}
+    body = {"Name": name, "Driver": ns.driver, "DriverOpts": kv_pairs(ns.opt, "--opt", ctx),
+            "Labels": kv_pairs(ns.label, "--label", ctx)}
     vol = ctx.client.post("/volumes/create", json=body) or {}
     ctx.out.write(f"{vol.get('Name', '')}\n")
     return 0

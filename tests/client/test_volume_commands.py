@@ -41,6 +41,10 @@ def test_volume_create_body_and_name():
         "Labels": {"dy": "1"}}
     code, out, err = run(router, "volume", "create", "--name", "a", "b")
     assert code == 125 and "conflicting options" in err
+    code, _, err = run(router, "volume", "create", "--label", "=x", "c")
+    assert code == 125 and "'=x' for --label" in err
+    assert err.endswith("See 'dockyard volume create --help'.\n")  # as network create's
+    assert len(router.calls) == 1  # nothing sent
 
 
 def test_volume_rm_force_inspect_and_prune():
