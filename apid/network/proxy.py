@@ -124,8 +124,14 @@ class Proxy:
     async def start(self) -> int:
         """Bind and serve; returns the port bound (the ephemeral one for host_port 0)."""
         family = socket.AF_INET6 if ":" in self.host_ip else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM if self.proto == "tcp" else
-                             socket.SOCK_DGRAM)
+        try:
+            # EAFNOSUPPORT on a host booted with ipv6.disable=1: refused like a taken
+            # port, so the `::` half of a 0.0.0.0 + :: binding is skipped
+            sock = socket.socket(family, socket.SOCK_STREAM if self.proto == "tcp" else
+                                 socket.SOCK_DGRAM)
+        except OSError as err:
+            raise PortConflict(f"Bind for {self.host_ip}:{self.host_port} failed: "
+                               f"{err.strerror}") from err
         try:
             if family == socket.AF_INET6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)

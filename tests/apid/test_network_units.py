@@ -258,3 +258,33 @@ def test_ps_summary_skips_an_unparsable_exposed_port(tmp_path):
     entry: dict = {}
     ctl.summary(c, entry)
     assert entry["Ports"] == [{"PrivatePort": 80, "Type": "tcp"}]
+
+
+def test_publish_skips_ipv6_on_a_host_without_it(monkeypatch):
+    """A host booted with ipv6.disable=1 has no AF_INET6 sockets: `-p 0.0.0.0+::` binds
+    IPv4 only instead of failing the start."""
+    import errno
+    import socket
+
+    from dockyard.apid.network import proxy
+
+    real = socket.socket
+
+    def no_v6(family=socket.AF_INET, *args, **kwargs):
+        if family == socket.AF_INET6:
+            raise OSError(errno.EAFNOSUPPORT, "Address family not supported by protocol")
+        return real(family, *args, **kwargs)
+
+    monkeypatch.setattr(proxy.socket, "socket", no_v6)
+
+    async def main() -> None:
+        proxies: list = []
+        port = await NetworkController._bind_one(proxies, "tcp", ["127.0.0.1", "::"], [0],
+                                                 "127.0.0.1", 9)
+        try:
+            assert port > 0 and [p.host_ip for p in proxies] == ["127.0.0.1"]
+        finally:
+            for p in proxies:
+                await p.stop()
+
+    asyncio.run(main())
