@@ -52,7 +52,19 @@ log = logging.getLogger(__name__)
 
 _PSEUDO = {"host": "host", "none": "null"}  # networks without a bridge
 _SHARED_MODES = ("host", "none")
-_MAC = re.compile(r"^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$")
+_MAC_FORMS = (re.compile(r"[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}"),
+              re.compile(r"[0-9a-fA-F]{2}(-[0-9a-fA-F]{2}){5}"),
+              re.compile(r"[0-9a-fA-F]{4}(\.[0-9a-fA-F]{4}){2}"))
+
+
+def _parse_mac(text: str) -> str | None:
+    """Go's net.ParseMAC 6-byte forms, as the docker CLI and dockerd accept them
+    (aa:bb:cc:dd:ee:ff, aa-bb-cc-dd-ee-ff, aabb.ccdd.eeff) -> aa:bb:cc:dd:ee:ff; None
+    for anything else."""
+    if not any(form.fullmatch(text) for form in _MAC_FORMS):
+        return None
+    digits = re.sub(r"[:.-]", "", text).lower()
+    return ":".join(digits[i:i + 2] for i in range(0, 12, 2))
 
 
 class StartError(errdefs.EngineError):
@@ -314,7 +326,7 @@ class NetworkController:
             except errdefs.NotFound:
                 continue  # looked up at start
             cfg = cfg or {}
-            if cfg.get("MacAddress") and not _MAC.match(cfg["MacAddress"]):
+            if cfg.get("MacAddress") and _parse_mac(cfg["MacAddress"]) is None:
                 raise errdefs.InvalidArgument(f"invalid MAC address: {cfg['MacAddress']}")
             user_defined = net is not None and not net.default
             want_ip = (cfg.get("IPAMConfig") or {}).get("IPv4Address")
@@ -429,8 +441,8 @@ class NetworkController:
                     primary: bool) -> None:
         net = self.store.networks[ep.network_id]
         ep.ip = net.pool.allocate(ep.ipv4_request or None)
-        ep.mac = ep.mac_request or ipam.mac_for(ep.ip)
-        if not _MAC.match(ep.mac):
+        ep.mac = (_parse_mac(ep.mac_request) or "") if ep.mac_request else ipam.mac_for(ep.ip)
+        if not ep.mac:
             net.pool.release(ep.ip)
             ep.ip = ep.mac = ""
             raise errdefs.InvalidArgument(f"invalid MAC address: {ep.mac_request}")

@@ -288,3 +288,24 @@ def test_publish_skips_ipv6_on_a_host_without_it(monkeypatch):
                 await p.stop()
 
     asyncio.run(main())
+
+
+def test_mac_address_forms_of_go_parsemac(tmp_path):
+    """The docker CLI passes --mac-address as typed once net.ParseMAC accepts it: the
+    dash and dotted forms are valid too, and reach the kernel in colon form."""
+    from dockyard.apid.network.controller import _parse_mac
+
+    assert _parse_mac("02:42:AC:11:00:09") == "02:42:ac:11:00:09"
+    assert _parse_mac("02-42-ac-11-00-09") == "02:42:ac:11:00:09"
+    assert _parse_mac("0242.ac11.0009") == "02:42:ac:11:00:09"
+    for bad in ("02:42:ac:11:00", "02:42:ac:11:00:09\n", "02:42-ac:11:00:09", "zz"):
+        assert _parse_mac(bad) is None
+    ctl = NetworkController(str(tmp_path), str(tmp_path / "exec"), enabled=False)
+    asyncio.run(ctl.startup())
+    asyncio.run(ctl.create_network({"Name": "n4", "IPAM": {"Config": [
+        {"Subnet": "10.23.0.0/24"}]}}))
+    ctl.check_create({"NetworkMode": "n4"}, {"EndpointsConfig": {
+        "n4": {"MacAddress": "02-42-ac-11-00-09"}}})
+    with pytest.raises(errdefs.InvalidArgument, match="invalid MAC address"):
+        ctl.check_create({"NetworkMode": "n4"}, {"EndpointsConfig": {
+            "n4": {"MacAddress": "02:42:ac:11:00:09\n"}}})
