@@ -321,6 +321,7 @@ class NetworkController:
             name = "bridge" if key == "default" else key
             if name in _SHARED_MODES:
                 continue
+            _check_aliases(cfg or {})
             try:
                 net = self._mode_network(name)
             except errdefs.NotFound:
@@ -668,6 +669,7 @@ class NetworkController:
             raise errdefs.PermissionDenied(f"endpoint with name {c.name.lstrip('/')} already "
                                            f"exists in network {net.name}")
         cfg = cfg or {}
+        _check_aliases(cfg)
         if (cfg.get("IPAMConfig") or {}).get("IPv4Address") and net.default:
             raise errdefs.InvalidArgument("user specified IP address is supported on user "
                                           "defined networks only")
@@ -949,6 +951,16 @@ class NetworkController:
 
 
 _IFNAME = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_.-]{0,14}")
+
+
+def _check_aliases(cfg: Mapping[str, Any]) -> None:
+    """Aliases become /etc/hosts names of the network's other members: one word each
+    (a space or newline would add names or whole lines to their files)."""
+    for alias in cfg.get("Aliases") or []:
+        if not isinstance(alias, str) or not alias or any(
+                ch.isspace() or ord(ch) < 0x20 or ch == "#" for ch in alias):
+            raise errdefs.InvalidArgument(f"invalid network alias {alias!r}: one name "
+                                          "without whitespace")
 
 
 def _valid_ifname(name: str) -> bool:

@@ -309,3 +309,21 @@ def test_mac_address_forms_of_go_parsemac(tmp_path):
     with pytest.raises(errdefs.InvalidArgument, match="invalid MAC address"):
         ctl.check_create({"NetworkMode": "n4"}, {"EndpointsConfig": {
             "n4": {"MacAddress": "02:42:ac:11:00:09\n"}}})
+
+
+def test_alias_with_whitespace_is_400(tmp_path):
+    """An alias is written into the other members' /etc/hosts: a newline in it would add
+    a whole line (another name's address) to their files."""
+    ctl = NetworkController(str(tmp_path), str(tmp_path / "exec"), enabled=False)
+    asyncio.run(ctl.startup())
+    asyncio.run(ctl.create_network({"Name": "n5", "IPAM": {"Config": [
+        {"Subnet": "10.24.0.0/24"}]}}))
+    evil = {"Aliases": ["db\n10.24.0.99 registry.example"]}
+    for net in ("n5", "not-yet-created"):
+        with pytest.raises(errdefs.InvalidArgument, match="invalid network alias"):
+            ctl.check_create({"NetworkMode": net}, {"EndpointsConfig": {net: evil}})
+    c = _container(tmp_path, NetworkMode="n5")
+    with pytest.raises(errdefs.InvalidArgument, match="invalid network alias"):
+        asyncio.run(ctl.connect("n5", c, evil, None))
+    assert c.id not in ctl.store.endpoints or not ctl.store.endpoints[c.id]
+    ctl.check_create({"NetworkMode": "n5"}, {"EndpointsConfig": {"n5": {"Aliases": ["db"]}}})
