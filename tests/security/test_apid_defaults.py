@@ -281,7 +281,8 @@ def leftovers(stack, cid: str) -> list[str]:
     """Mounts, netns files, cgroups and processes still naming the container."""
     found = []
     with open("/proc/self/mountinfo") as f:
-        found += [f"mount {ln.split()[4]}" for ln in f if cid in ln or "dockyard-cp-" in ln]
+        found += [f"mount {ln.split()[4]}" for ln in f if cid in ln
+                  or "dockyard-cp-" in ln and str(stack.apid.base.parent) in ln]
     netns = stack.apid.exec_root / "netns"
     if netns.is_dir():
         found += [f"netns {n}" for n in os.listdir(netns) if cid in n]
