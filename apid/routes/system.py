@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
+import re
 import time
+from datetime import datetime
 
 from dockyard.apid import events as ev
 from dockyard.apid.app import API_VERSION, MIN_API_VERSION
@@ -105,12 +107,26 @@ def _now() -> str:
     return rfc3339(time.time())
 
 
-def _when(value: str | None) -> float | None:
-    """`since`/`until`: unix seconds (may be fractional) or RFC3339."""
+_GO_PART = r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)"
+_GO_DURATION = re.compile(rf"[-+]?(?:{_GO_PART})+")
+_GO_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def _when(value: str | None, now: float | None = None) -> float | None:
+    """`since`/`until` as dockerd reads them (moby timetypes.GetTimestamp): a Go
+    duration back from now (`10m`, `1h30m`), unix seconds (may be fractional), or an
+    RFC3339/ISO date-time (no zone: local time, as dockerd)."""
     if value in (None, ""):
         return None
+    if _GO_DURATION.fullmatch(value):
+        seconds = sum(float(n) * _GO_UNITS[u] for n, u in re.findall(_GO_PART, value))
+        return (time.time() if now is None else now) - (-seconds if value[0] == "-" else seconds)
     try:
         return float(value)
+    except ValueError:
+        pass
+    try:
+        return datetime.fromisoformat(value).timestamp()
     except ValueError:
         pass
     try:

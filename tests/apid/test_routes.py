@@ -362,6 +362,10 @@ def test_network_prune_keeps_networks_newer_than_until(env):
     r = client.post("/networks/prune", params={"filters": flt})
     assert r.status_code == 200 and r.json()["NetworksDeleted"] == ["old"]
     assert client.get("/networks/new").status_code == 200
+    # a Go duration, as `docker network prune --filter until=30m` sends it
+    daemon.network.find("new").created = time.time() - 3600
+    r = client.post("/networks/prune", params={"filters": json.dumps({"until": ["30m"]})})
+    assert r.status_code == 200 and r.json()["NetworksDeleted"] == ["new"]
 
 
 def test_device_mappings_are_read_off_the_event_loop(env, monkeypatch):
