@@ -16,6 +16,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 from helpers import busybox
 
@@ -282,3 +283,33 @@ def stop_monitor(pid: int) -> None:
         MonitorClient(task_dir, timeout=5).shutdown(force=True)
     except Exception:
         os.kill(pid, 9)
+
+
+@contextmanager
+def subreaper(timeout: float = 10.0) -> Iterator[list[int]]:
+    """Make this process a child subreaper: monitors orphaned by a managerd kill -9
+    re-parent to it. Yields a list for their pids; at the end, monitors still up (a
+    failed test) are stopped and every listed pid is reaped, rather than left as zombies
+    to an init that may not reap."""
+    import ctypes
+
+    pr_set_child_subreaper = 36
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(pr_set_child_subreaper, 1, 0, 0, 0)
+    pids: list[int] = []
+    try:
+        yield pids
+    finally:
+        for pid in pids:
+            stop_monitor(pid)
+        libc.prctl(pr_set_child_subreaper, 0, 0, 0, 0)
+        deadline = time.monotonic() + timeout
+        for pid in pids:
+            while time.monotonic() < deadline:
+                try:
+                    done, _ = os.waitpid(pid, os.WNOHANG)
+                except ChildProcessError:
+                    break
+                if done:
+                    break
+                time.sleep(0.02)

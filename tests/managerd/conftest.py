@@ -59,3 +59,9 @@ def client(managerd, ns):
     """A client of the shared daemon in a fresh namespace."""
     with managerd.client(ns) as c:
         yield c
+
+
+@pytest.fixture(params=["shim", "runc"])
+def runtime(request, shim_bin, runc_bin):
+    """Each task test runs on dockyard-shim and on Debian's runc."""
+    return shim_bin if request.param == "shim" else runc_bin

@@ -5,7 +5,6 @@ events; deleting everything afterwards leaves no mounts, cgroups or processes.""
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import time
@@ -19,7 +18,6 @@ from dockyard import errdefs
 
 pytestmark = [pytest.mark.privileged, pytest.mark.timeout(180)]
 
-PR_SET_CHILD_SUBREAPER = 36
 PRINTER = ("i=0; while [ ! -e /tmp/stop ]; do echo \"line $i\"; i=$((i+1)); sleep 0.05; done; "
            "echo \"last $i\"; exit $CODE")
 CHATTER = ("(i=0; while :; do echo \"tick $i\"; i=$((i+1)); sleep 0.05; done) & "
@@ -28,25 +26,9 @@ CHATTER = ("(i=0; while :; do echo \"tick $i\"; i=$((i+1)); sleep 0.05; done) & 
 
 @pytest.fixture
 def subreaper():
-    """Orphaned monitors (their managerd was killed) re-parent to this test process, which
-    reaps them at the end instead of leaving zombies to an init that may not reap."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-    pids: list[int] = []
-    yield pids
-    for pid in pids:  # after a failure, nothing else would stop them
-        th.stop_monitor(pid)
-    libc.prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
-    deadline = time.monotonic() + 10
-    for pid in pids:
-        while time.monotonic() < deadline:
-            try:
-                done, _ = os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:
-                break
-            if done:
-                break
-            time.sleep(0.02)
+    """Orphaned monitors of a killed managerd are reaped by this test process (th.subreaper)."""
+    with th.subreaper() as pids:
+        yield pids
 
 
 def _tpb():

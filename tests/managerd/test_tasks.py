@@ -30,11 +30,6 @@ def env(managerd):
         events.close()
 
 
-@pytest.fixture(params=["shim", "runc"])
-def runtime(request, shim_bin, runc_bin):
-    return shim_bin if request.param == "shim" else runc_bin
-
-
 @pytest.fixture
 def mk(env, tmp_path, shim_bin):
     """mk(args, runtime=..., **process) -> (cid, log_path); cleaned up after the test."""

@@ -4,10 +4,8 @@ dockyard-shim and Debian's runc, through the real gRPC client."""
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
-import time
 import uuid
 
 import pytest
@@ -18,7 +16,6 @@ from dockyard import errdefs
 pytestmark = [pytest.mark.privileged, pytest.mark.timeout(120)]
 
 DEFER = [("dockyard-defer-create", "1")]
-PR_SET_CHILD_SUBREAPER = 36
 
 
 @pytest.fixture(scope="module")
@@ -29,11 +26,6 @@ def env(managerd):
         events = th.EventLog(client, ns)
         yield client, base, events
         events.close()
-
-
-@pytest.fixture(params=["shim", "runc"])
-def runtime(request, shim_bin, runc_bin):
-    return shim_bin if request.param == "shim" else runc_bin
 
 
 @pytest.fixture
@@ -120,24 +112,9 @@ def test_deferred_never_started_and_terminal_not_deferred(env, mk, shim_bin):
 
 @pytest.fixture
 def reaper():
-    """Monitors orphaned by a kill -9 re-parent to this test process (a child subreaper),
-    which reaps the pids put in the list rather than leave zombies to an init that may
-    not reap."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-    pids: list[int] = []
-    yield pids
-    libc.prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
-    deadline = time.monotonic() + 10
-    for pid in pids:
-        while time.monotonic() < deadline:
-            try:
-                done, _ = os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:
-                break
-            if done:
-                break
-            time.sleep(0.02)
+    """Monitors orphaned by a kill -9 are reaped by this test process (th.subreaper)."""
+    with th.subreaper() as pids:
+        yield pids
 
 
 def test_deferred_task_survives_a_managerd_restart(managerd_factory, shim_bin, tmp_path,
