@@ -43,12 +43,12 @@ class ExecStart(BaseModel):
 
 # execs still being waited for after their request ended (detached, or the client went
 # away or detached from an attached one): the loop keeps only weak references to tasks
-_detached: set[asyncio.Task] = set()
+_waiting: set[asyncio.Task] = set()
 
 
 def _keep(task: asyncio.Task) -> None:
-    _detached.add(task)
-    task.add_done_callback(_detached.discard)
+    _waiting.add(task)
+    task.add_done_callback(_waiting.discard)
 
 
 @router.post("/containers/{ref}/exec", status_code=201)
